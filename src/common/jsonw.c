@@ -1,0 +1,161 @@
+/* jsonw: JSON writer (see jsonw.h). */
+#include "common/jsonw.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+void jsonw_init(jsonw_t *w, buf_t *out)
+{
+    w->out = out;
+    w->depth = 0;
+    w->first[0] = true;
+    w->after_key = false;
+}
+
+/* Called before any value: writes the separating comma unless a key was just written. */
+static void before_value(jsonw_t *w)
+{
+    if (w->after_key) {
+        w->after_key = false;
+        return;
+    }
+    if (!w->first[w->depth]) {
+        buf_putc(w->out, ',');
+    }
+    w->first[w->depth] = false;
+}
+
+static void open(jsonw_t *w, char c)
+{
+    before_value(w);
+    buf_putc(w->out, c);
+    assert(w->depth + 1 < JSONW_MAX_DEPTH);
+    w->depth++;
+    w->first[w->depth] = true;
+}
+
+static void close(jsonw_t *w, char c)
+{
+    assert(w->depth > 0);
+    w->depth--;
+    buf_putc(w->out, c);
+}
+
+void jsonw_obj_begin(jsonw_t *w)
+{
+    open(w, '{');
+}
+
+void jsonw_obj_end(jsonw_t *w)
+{
+    close(w, '}');
+}
+
+void jsonw_arr_begin(jsonw_t *w)
+{
+    open(w, '[');
+}
+
+void jsonw_arr_end(jsonw_t *w)
+{
+    close(w, ']');
+}
+
+void jsonw_key(jsonw_t *w, const char *key)
+{
+    before_value(w);
+    json_escape_into(w->out, key, strlen(key));
+    buf_putc(w->out, ':');
+    w->after_key = true;
+}
+
+void jsonw_str(jsonw_t *w, const char *s)
+{
+    jsonw_strn(w, s, strlen(s));
+}
+
+void jsonw_strn(jsonw_t *w, const char *s, size_t n)
+{
+    before_value(w);
+    json_escape_into(w->out, s, n);
+}
+
+void jsonw_int(jsonw_t *w, int64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%" PRId64, v);
+    before_value(w);
+    buf_append(w->out, tmp, (size_t)n);
+}
+
+void jsonw_bool(jsonw_t *w, bool v)
+{
+    before_value(w);
+    buf_puts(w->out, v ? "true" : "false");
+}
+
+void jsonw_null(jsonw_t *w)
+{
+    before_value(w);
+    buf_puts(w->out, "null");
+}
+
+void jsonw_timestamp_ms(jsonw_t *w, int64_t epoch_ms)
+{
+    char tmp[32];
+    int64_t secs = epoch_ms / 1000;
+    int64_t ms = epoch_ms % 1000;
+    if (ms < 0) {
+        ms += 1000;
+        secs -= 1;
+    }
+    int n = snprintf(tmp, sizeof tmp, "%" PRId64 ".%03" PRId64, secs, ms);
+    before_value(w);
+    buf_append(w->out, tmp, (size_t)n);
+}
+
+void jsonw_raw(jsonw_t *w, const char *json, size_t n)
+{
+    before_value(w);
+    buf_append(w->out, json, n);
+}
+
+void json_escape_into(buf_t *out, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    buf_reserve(out, n + 2);
+    buf_putc(out, '"');
+    size_t run = 0; /* start of the pending run of bytes that need no escape */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        buf_append(out, s + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"':
+            buf_append(out, "\\\"", 2);
+            break;
+        case '\\':
+            buf_append(out, "\\\\", 2);
+            break;
+        case '\n':
+            buf_append(out, "\\n", 2);
+            break;
+        case '\r':
+            buf_append(out, "\\r", 2);
+            break;
+        case '\t':
+            buf_append(out, "\\t", 2);
+            break;
+        default: {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            buf_append(out, esc, 6);
+        }
+        }
+    }
+    buf_append(out, s + run, n - run);
+    buf_putc(out, '"');
+}

@@ -1,0 +1,105 @@
+/*
+ * api: the Kinesis operations. One file per area (streams.c, shards.c, tags.c, account.c); ops.c holds
+ * the table that maps an operation name to its input model and handler.
+ *
+ * Contract of a handler: it is called on a loop thread with a validated input and must finish the call
+ * exactly once, with api_ok() (after writing the reply members through c->w) or api_error().
+ */
+#ifndef EDDY_SERVER_API_H
+#define EDDY_SERVER_API_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/jsonw.h"
+#include "common/kinesis_errors.h"
+#include "server/http.h"
+#include "server/server.h"
+#include "server/validate.h"
+
+typedef struct api_call {
+    server_t *srv;
+    http_request_t *req;
+    const cJSON *input; /* the request object (never NULL: an empty body is {}) */
+    const char *op;
+    int64_t now_ms;
+    buf_t out;  /* reply body */
+    jsonw_t w;  /* writer over out, with the top-level object already open */
+    bool done;
+} api_call_t;
+
+typedef void (*api_handler_fn)(api_call_t *c);
+
+typedef struct api_op {
+    const char *name;
+    const vfield_t *input;
+    api_handler_fn handler;
+} api_op_t;
+
+/* Looks an operation up by name (len bytes). NULL when unknown. */
+const api_op_t *api_find_op(const char *name, size_t len);
+
+/* Finishes the call with 200 and the members written so far. */
+void api_ok(api_call_t *c);
+/* Finishes the call with 200 and an empty body (operations without output members). */
+void api_ok_empty(api_call_t *c);
+/* Finishes the call with the error's status and {"__type", "message"}. */
+void api_error(api_call_t *c, kerr_t code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Input helpers: NULL/false when absent (input is already validated for types). */
+const char *api_str(const api_call_t *c, const char *name);
+bool api_int(const api_call_t *c, const char *name, int64_t *out);
+bool api_bool(const api_call_t *c, const char *name, bool *out);
+bool api_timestamp(const api_call_t *c, const cJSON *obj, const char *name, int64_t *ms);
+
+/* Resolves the target stream from StreamName and/or StreamARN. Replies with the error and returns NULL
+ * when it does not exist or the two disagree. Requires the catalog lock. */
+stream_t *api_stream(api_call_t *c);
+/* Writes the stream ARN of name into out. */
+void api_stream_arn(const api_call_t *c, const char *name, buf_t *out);
+/* Replies ResourceNotFoundException for a stream name. */
+void api_stream_not_found(api_call_t *c, const char *name);
+/* Replies ResourceInUseException unless the stream is ACTIVE; returns whether it is. */
+bool api_require_active(api_call_t *c, const stream_t *s);
+
+/* Handlers, grouped by file. */
+void op_create_stream(api_call_t *c);
+void op_delete_stream(api_call_t *c);
+void op_describe_stream(api_call_t *c);
+void op_describe_stream_summary(api_call_t *c);
+void op_list_streams(api_call_t *c);
+void op_increase_retention(api_call_t *c);
+void op_decrease_retention(api_call_t *c);
+void op_update_stream_mode(api_call_t *c);
+void op_enable_monitoring(api_call_t *c);
+void op_disable_monitoring(api_call_t *c);
+void op_start_encryption(api_call_t *c);
+void op_stop_encryption(api_call_t *c);
+void op_update_max_record_size(api_call_t *c);
+
+void op_list_shards(api_call_t *c);
+
+void op_add_tags(api_call_t *c);
+void op_remove_tags(api_call_t *c);
+void op_list_tags_for_stream(api_call_t *c);
+void op_tag_resource(api_call_t *c);
+void op_untag_resource(api_call_t *c);
+void op_list_tags_for_resource(api_call_t *c);
+
+void op_describe_limits(api_call_t *c);
+void op_describe_account_settings(api_call_t *c);
+void op_update_account_settings(api_call_t *c);
+
+/* Open shards of a stream. */
+size_t stream_open_shards(const stream_t *s);
+/* Applies the configured state delay: the stream goes to status now and to ACTIVE after the delay (or at
+ * once when the delay is 0). */
+void api_transition(api_call_t *c, stream_config_t *cfg, stream_status_t status);
+
+/* Shared writers. */
+void api_write_shard(api_call_t *c, const stream_t *s, const shard_t *sh);
+void api_write_enhanced_monitoring(api_call_t *c, uint32_t metrics);
+
+#endif

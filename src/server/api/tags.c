@@ -1,0 +1,227 @@
+/*
+ * api/tags: AddTagsToStream, RemoveTagsFromStream, ListTagsForStream, and the resource-ARN forms
+ * TagResource, UntagResource, ListTagsForResource. At most 50 tags per stream; keys and values may hold
+ * Unicode letters, digits, white space and _ . : / = + - @ ; keys must not start with "aws:".
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/api/tags.h"
+
+#define LIST_TAGS_DEFAULT_LIMIT 10
+
+static bool tag_chars_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x80 || isalnum(*p) || isspace(*p) || strchr("_.:/=+-@", *p) != NULL) {
+            continue;
+        }
+        return false;
+    }
+    return true;
+}
+
+bool tags_from_input(api_call_t *c, const cJSON *map, tag_list_t *out)
+{
+    out->items = NULL;
+    out->count = 0;
+    if (map == NULL || cJSON_IsNull(map)) {
+        return true;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(map);
+    out->items = calloc(n ? n : 1, sizeof *out->items);
+    if (out->items == NULL) {
+        abort();
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, map)
+    {
+        const char *value = cJSON_IsString(e) ? e->valuestring : "";
+        if (!tag_chars_ok(e->string) || !tag_chars_ok(value)) {
+            tags_dispose(out);
+            api_error(c, KERR_INVALID_ARGUMENT,
+                      "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white "
+                      "space, _ . : / = + - @.");
+            return false;
+        }
+        if (strncmp(e->string, "aws:", 4) == 0) {
+            tags_dispose(out);
+            api_error(c, KERR_INVALID_ARGUMENT, "Tag keys must not start with the reserved prefix 'aws:'.");
+            return false;
+        }
+        out->items[out->count].key = e->string;
+        out->items[out->count].value = (char *)value;
+        out->count++;
+    }
+    return true;
+}
+
+void tags_dispose(tag_list_t *list)
+{
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+static void add_tags(api_call_t *c, stream_t *s, const cJSON *map)
+{
+    tag_list_t tags;
+    if (!tags_from_input(c, map, &tags)) {
+        return;
+    }
+    size_t total = s->tag_count;
+    for (size_t i = 0; i < tags.count; i++) {
+        bool seen = catalog_find_tag(s, tags.items[i].key) != NULL;
+        for (size_t j = 0; j < i && !seen; j++) {
+            seen = strcmp(tags.items[j].key, tags.items[i].key) == 0;
+        }
+        total += !seen;
+    }
+    if (total > TAGS_PER_STREAM_MAX) {
+        tags_dispose(&tags);
+        api_error(c, KERR_INVALID_ARGUMENT,
+                  "Failed to add tags to stream %s under account %s because a given stream cannot have more than "
+                  "%d tags associated with it.",
+                  s->name, c->srv->cfg.account_id, TAGS_PER_STREAM_MAX);
+        return;
+    }
+    int rc = catalog_put_tags(c->srv->catalog, s, tags.items, tags.count);
+    tags_dispose(&tags);
+    if (rc != 0) {
+        api_error(c, KERR_INTERNAL_FAILURE, "Cannot store tags.");
+        return;
+    }
+    api_ok_empty(c);
+}
+
+static void remove_tags(api_call_t *c, stream_t *s, const cJSON *list)
+{
+    size_t n = (size_t)cJSON_GetArraySize(list);
+    const char **keys = calloc(n ? n : 1, sizeof *keys);
+    if (keys == NULL) {
+        abort();
+    }
+    size_t k = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list)
+    {
+        if (cJSON_IsString(e)) {
+            keys[k++] = e->valuestring;
+        }
+    }
+    int rc = catalog_remove_tags(c->srv->catalog, s, keys, k);
+    free(keys);
+    if (rc != 0) {
+        api_error(c, KERR_INTERNAL_FAILURE, "Cannot remove tags.");
+        return;
+    }
+    api_ok_empty(c);
+}
+
+void op_add_tags(api_call_t *c)
+{
+    stream_t *s = api_stream(c);
+    if (s != NULL) {
+        add_tags(c, s, cJSON_GetObjectItemCaseSensitive(c->input, "Tags"));
+    }
+}
+
+void op_remove_tags(api_call_t *c)
+{
+    stream_t *s = api_stream(c);
+    if (s != NULL) {
+        remove_tags(c, s, cJSON_GetObjectItemCaseSensitive(c->input, "TagKeys"));
+    }
+}
+
+static void write_tag(api_call_t *c, const tag_t *t)
+{
+    jsonw_obj_begin(&c->w);
+    jsonw_key(&c->w, "Key");
+    jsonw_str(&c->w, t->key);
+    jsonw_key(&c->w, "Value");
+    jsonw_str(&c->w, t->value);
+    jsonw_obj_end(&c->w);
+}
+
+void op_list_tags_for_stream(api_call_t *c)
+{
+    stream_t *s = api_stream(c);
+    if (s == NULL) {
+        return;
+    }
+    int64_t limit = LIST_TAGS_DEFAULT_LIMIT;
+    api_int(c, "Limit", &limit);
+    const char *start = api_str(c, "ExclusiveStartTagKey");
+    size_t i = 0;
+    while (start != NULL && i < s->tag_count && strcmp(s->tags[i].key, start) <= 0) {
+        i++;
+    }
+    jsonw_key(&c->w, "Tags");
+    jsonw_arr_begin(&c->w);
+    int64_t written = 0;
+    for (; i < s->tag_count && written < limit; i++, written++) {
+        write_tag(c, &s->tags[i]);
+    }
+    jsonw_arr_end(&c->w);
+    jsonw_key(&c->w, "HasMoreTags");
+    jsonw_bool(&c->w, i < s->tag_count);
+    api_ok(c);
+}
+
+/* Resolves a ResourceARN to a stream; consumers are not supported yet (ResourceNotFoundException). */
+static stream_t *resource_stream(api_call_t *c)
+{
+    const char *arn = api_str(c, "ResourceARN");
+    const char *marker = strstr(arn, ":stream/");
+    buf_t want = BUF_INIT;
+    if (marker != NULL) {
+        const char *name = marker + 8;
+        if (strchr(name, '/') == NULL && strlen(name) <= STREAM_NAME_MAX) {
+            api_stream_arn(c, name, &want);
+            if (strcmp(buf_cstr(&want), arn) == 0) {
+                stream_t *s = catalog_find(c->srv->catalog, name);
+                buf_dispose(&want);
+                if (s == NULL) {
+                    api_stream_not_found(c, name);
+                }
+                return s;
+            }
+        }
+    }
+    buf_dispose(&want);
+    api_error(c, KERR_RESOURCE_NOT_FOUND, "Resource %s not found.", arn);
+    return NULL;
+}
+
+void op_tag_resource(api_call_t *c)
+{
+    stream_t *s = resource_stream(c);
+    if (s != NULL) {
+        add_tags(c, s, cJSON_GetObjectItemCaseSensitive(c->input, "Tags"));
+    }
+}
+
+void op_untag_resource(api_call_t *c)
+{
+    stream_t *s = resource_stream(c);
+    if (s != NULL) {
+        remove_tags(c, s, cJSON_GetObjectItemCaseSensitive(c->input, "TagKeys"));
+    }
+}
+
+void op_list_tags_for_resource(api_call_t *c)
+{
+    stream_t *s = resource_stream(c);
+    if (s == NULL) {
+        return;
+    }
+    jsonw_key(&c->w, "Tags");
+    jsonw_arr_begin(&c->w);
+    for (size_t i = 0; i < s->tag_count; i++) {
+        write_tag(c, &s->tags[i]);
+    }
+    jsonw_arr_end(&c->w);
+    api_ok(c);
+}

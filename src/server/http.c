@@ -1,0 +1,344 @@
+/*
+ * http: the HTTP front on h2o's evloop library (see http.h for the contract).
+ *
+ * Each loop thread owns an h2o_evloop, an h2o_context and its own h2o socket on the shared listening
+ * descriptor. Stopping is a message through an h2o multithread queue so the loop itself closes its
+ * listener and winds down; no other thread ever touches a loop's objects.
+ */
+#define H2O_USE_EPOLL 1
+#include <h2o.h>
+
+#include "server/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+typedef struct loop_thread {
+    struct http_server *srv;
+    pthread_t tid;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    h2o_multithread_queue_t *queue;
+    h2o_multithread_receiver_t stop_receiver;
+    h2o_multithread_message_t stop_message;
+    bool stopping;
+    int64_t stop_deadline_ms;
+} loop_thread_t;
+
+typedef struct handler {
+    h2o_handler_t super;
+    struct http_server *srv;
+} handler_t;
+
+struct http_server {
+    http_config_t cfg;
+    h2o_globalconf_t config;
+    int fd;
+    int nthreads;
+    loop_thread_t *threads;
+    uint64_t grace_ms;
+};
+
+/* Keeps the running server reachable for LeakSanitizer while threads wind down. */
+static http_server_t *running_server;
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Request Entity Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
+    }
+}
+
+static h2o_req_t *h2o_of(http_request_t *req)
+{
+    return (h2o_req_t *)req;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    handler_t *h = (handler_t *)self;
+    h->srv->cfg.handler((http_request_t *)req, h->srv->cfg.handler_arg);
+    return 0;
+}
+
+const char *http_request_method(http_request_t *req, size_t *len)
+{
+    *len = h2o_of(req)->method.len;
+    return h2o_of(req)->method.base;
+}
+
+const char *http_request_path(http_request_t *req, size_t *len)
+{
+    *len = h2o_of(req)->path.len;
+    return h2o_of(req)->path.base;
+}
+
+bool http_request_header(http_request_t *req, const char *name, const char **value, size_t *len)
+{
+    h2o_req_t *r = h2o_of(req);
+    ssize_t at = h2o_find_header_by_str(&r->headers, name, strlen(name), -1);
+    if (at < 0) {
+        return false;
+    }
+    *value = r->headers.entries[at].value.base;
+    *len = r->headers.entries[at].value.len;
+    return true;
+}
+
+const char *http_request_body(http_request_t *req, size_t *len)
+{
+    h2o_req_t *r = h2o_of(req);
+    *len = r->entity.base ? r->entity.len : 0;
+    return r->entity.base ? r->entity.base : "";
+}
+
+int http_request_version(http_request_t *req)
+{
+    return h2o_of(req)->version >= 0x200 ? 2 : 1;
+}
+
+void http_add_header(http_request_t *req, const char *name, const char *value, size_t len)
+{
+    h2o_req_t *r = h2o_of(req);
+    h2o_iovec_t v = h2o_strdup(&r->pool, value, len);
+    h2o_add_header_by_str(&r->pool, &r->res.headers, name, strlen(name), 1, NULL, v.base, v.len);
+}
+
+/* The reply body lives in a heap block owned by the request pool: freed when the request is done. */
+static void free_body(void *p)
+{
+    free(*(char **)p);
+}
+
+static void on_generator_stop(h2o_generator_t *self, h2o_req_t *req)
+{
+    (void)self;
+    (void)req;
+}
+
+static void on_generator_proceed(h2o_generator_t *self, h2o_req_t *req)
+{
+    (void)self;
+    (void)req;
+}
+
+static h2o_generator_t static_generator = {on_generator_proceed, on_generator_stop};
+
+void http_reply(http_request_t *req, int status, const char *content_type, buf_t *body)
+{
+    h2o_req_t *r = h2o_of(req);
+    size_t len = 0;
+    char *data = buf_release(body, &len);
+    char **holder = h2o_mem_alloc_shared(&r->pool, sizeof *holder, free_body);
+    *holder = data;
+    r->res.status = status;
+    r->res.reason = reason_phrase(status);
+    r->res.content_length = len;
+    if (content_type != NULL) {
+        h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                       strlen(content_type));
+    }
+    h2o_iovec_t iov = h2o_iovec_init(data, len);
+    h2o_start_response(r, &static_generator);
+    h2o_send(r, &iov, 1, H2O_SEND_STATE_FINAL);
+}
+
+void http_reply_text(http_request_t *req, int status, const char *content_type, const char *text)
+{
+    buf_t b = BUF_INIT;
+    buf_puts(&b, text);
+    http_reply(req, status, content_type, &b);
+}
+
+/* ---- loops ---- */
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    loop_thread_t *t = listener->data;
+    if (err != NULL) {
+        return;
+    }
+    for (int i = 0; i < 64; i++) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL) {
+            return;
+        }
+        h2o_accept(&t->accept_ctx, sock);
+    }
+}
+
+static void on_stop_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    loop_thread_t *t = (loop_thread_t *)((char *)receiver - offsetof(loop_thread_t, stop_receiver));
+    while (!h2o_linklist_is_empty(messages)) {
+        h2o_linklist_unlink(messages->next);
+    }
+    if (t->stopping) {
+        return;
+    }
+    t->stopping = true;
+    t->stop_deadline_ms = clock_monotonic_ms() + (int64_t)t->srv->grace_ms;
+    if (t->listener != NULL) {
+        h2o_socket_read_stop(t->listener);
+        h2o_socket_close(t->listener);
+        t->listener = NULL;
+    }
+    h2o_context_request_shutdown(&t->ctx);
+}
+
+static bool loop_idle(loop_thread_t *t)
+{
+    return h2o_linklist_is_empty(&t->ctx.http1._conns) && h2o_linklist_is_empty(&t->ctx.http2._conns);
+}
+
+static void *loop_main(void *arg)
+{
+    loop_thread_t *t = arg;
+    h2o_evloop_t *loop = t->ctx.loop;
+    for (;;) {
+        h2o_evloop_run(loop, t->stopping ? 10 : INT32_MAX);
+        if (t->stopping && (loop_idle(t) || clock_monotonic_ms() >= t->stop_deadline_ms)) {
+            break;
+        }
+    }
+    return NULL;
+}
+
+static int open_listener(const http_config_t *cfg, int *bound_port, char *errmsg, size_t errmsg_len)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char port[16];
+    snprintf(port, sizeof port, "%d", cfg->port);
+    int rc = getaddrinfo(cfg->host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(errmsg, errmsg_len, "cannot resolve %s: %s", cfg->host, gai_strerror(rc));
+        return -EINVAL;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(errmsg, errmsg_len, "socket: %s", strerror(errno));
+        freeaddrinfo(res);
+        return rc;
+    }
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        rc = -errno;
+        snprintf(errmsg, errmsg_len, "cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(errno));
+        close(fd);
+        freeaddrinfo(res);
+        return rc;
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *bound_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                           : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_port, char *errmsg,
+                      size_t errmsg_len)
+{
+    int fd = open_listener(cfg, bound_port, errmsg, errmsg_len);
+    if (fd < 0) {
+        return fd;
+    }
+    http_server_t *srv = calloc(1, sizeof *srv);
+    if (srv == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    srv->cfg = *cfg;
+    srv->fd = fd;
+    srv->nthreads = cfg->threads > 0 ? cfg->threads : 1;
+
+    h2o_config_init(&srv->config);
+    srv->config.server_name = h2o_iovec_init(H2O_STRLIT("eddy"));
+    srv->config.max_request_entity_size = cfg->max_body;
+    srv->config.http1.req_timeout = cfg->header_timeout_ms;
+    srv->config.http2.idle_timeout = cfg->idle_timeout_ms;
+    srv->config.http2.graceful_shutdown_timeout = 1000;
+    h2o_hostconf_t *host = h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    handler_t *h = (handler_t *)h2o_create_handler(path, sizeof *h);
+    h->super.on_req = on_req;
+    h->srv = srv;
+
+    srv->threads = calloc((size_t)srv->nthreads, sizeof *srv->threads);
+    if (srv->threads == NULL) {
+        close(fd);
+        free(srv);
+        return -ENOMEM;
+    }
+    running_server = srv;
+    for (int i = 0; i < srv->nthreads; i++) {
+        loop_thread_t *t = &srv->threads[i];
+        t->srv = srv;
+        h2o_context_init(&t->ctx, h2o_evloop_create(), &srv->config);
+        t->accept_ctx.ctx = &t->ctx;
+        t->accept_ctx.hosts = srv->config.hosts;
+        t->queue = h2o_multithread_create_queue(t->ctx.loop);
+        h2o_multithread_register_receiver(t->queue, &t->stop_receiver, on_stop_message);
+        t->listener = h2o_evloop_socket_create(t->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+        t->listener->data = t;
+        h2o_socket_read_start(t->listener, on_accept);
+        if (pthread_create(&t->tid, NULL, loop_main, t) != 0) {
+            snprintf(errmsg, errmsg_len, "cannot start loop thread: %s", strerror(errno));
+            abort(); /* startup failure; nothing to recover */
+        }
+    }
+    *out = srv;
+    return 0;
+}
+
+void http_server_stop(http_server_t *srv, uint64_t grace_ms)
+{
+    srv->grace_ms = grace_ms;
+    for (int i = 0; i < srv->nthreads; i++) {
+        h2o_multithread_send_message(&srv->threads[i].stop_receiver, &srv->threads[i].stop_message);
+    }
+    for (int i = 0; i < srv->nthreads; i++) {
+        pthread_join(srv->threads[i].tid, NULL);
+    }
+    /* Each loop closed its own h2o socket on the shared descriptor; h2o_socket_close closes the fd once
+     * per socket object, so the descriptor is gone after the first. Connections still open at the
+     * deadline are abandoned with the process. */
+}

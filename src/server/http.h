@@ -1,0 +1,58 @@
+/*
+ * http: the HTTP front. A fixed set of event-loop threads serve HTTP/1.1 (keep-alive) and cleartext HTTP/2
+ * (prior knowledge and Upgrade) on one port. h2o does the protocol work; nothing outside this module and
+ * http.c includes h2o, so that the library can be replaced.
+ *
+ * Threads: http_server_start spawns `threads` loop threads sharing one listening socket; each request is
+ * handled on the loop thread that accepted its connection (@thread loop). A request handle is valid from
+ * the handler call until http_reply*() has been called on it, and only on that thread.
+ */
+#ifndef EDDY_SERVER_HTTP_H
+#define EDDY_SERVER_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+typedef struct http_request http_request_t;
+typedef struct http_server http_server_t;
+
+typedef void (*http_handler_fn)(http_request_t *req, void *arg);
+
+typedef struct http_config {
+    const char *host;            /* address to bind, e.g. "127.0.0.1" */
+    int port;                    /* 0 picks a free port */
+    int threads;                 /* event-loop threads, >= 1 */
+    size_t max_body;             /* larger request bodies get 413 */
+    uint64_t header_timeout_ms;  /* HTTP/1 request (headers + body) timeout */
+    uint64_t idle_timeout_ms;    /* HTTP/2 idle timeout */
+    http_handler_fn handler;     /* called for every request */
+    void *handler_arg;           /* borrowed, passed to handler */
+} http_config_t;
+
+/* Binds and starts serving. On success *out is the server and *bound_port the port in use.
+ * Returns 0 or -errno (errmsg filled). */
+int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_port, char *errmsg,
+                      size_t errmsg_len);
+/* Stops accepting, lets in-flight requests finish (up to grace_ms), joins the threads, frees. */
+void http_server_stop(http_server_t *srv, uint64_t grace_ms);
+
+/* Request accessors (@thread loop). Returned views are valid until the reply. */
+const char *http_request_method(http_request_t *req, size_t *len);
+const char *http_request_path(http_request_t *req, size_t *len);
+/* Looks up a header by lower-case name. Returns false when absent. */
+bool http_request_header(http_request_t *req, const char *name, const char **value, size_t *len);
+const char *http_request_body(http_request_t *req, size_t *len);
+/* 1 for HTTP/1.x, 2 for HTTP/2. */
+int http_request_version(http_request_t *req);
+
+/* Adds a response header; name must be a lower-case literal or outlive the request. Copies value. */
+void http_add_header(http_request_t *req, const char *name, const char *value, size_t len);
+/* Sends the complete response. Takes the contents of body (left empty). The handle is invalid after. */
+void http_reply(http_request_t *req, int status, const char *content_type, buf_t *body);
+/* Sends a short literal response (copied). */
+void http_reply_text(http_request_t *req, int status, const char *content_type, const char *text);
+
+#endif

@@ -1,0 +1,143 @@
+/* server: process lifecycle (see server.h). */
+#include "server/server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "server/protocol.h"
+
+void server_config_defaults(server_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->host, sizeof cfg->host, "127.0.0.1");
+    cfg->port = 4567;
+    snprintf(cfg->data_dir, sizeof cfg->data_dir, "./eddy-data");
+    cfg->state_delay_ms = 500;
+    snprintf(cfg->account_id, sizeof cfg->account_id, "000000000000");
+    snprintf(cfg->region, sizeof cfg->region, "us-east-1");
+    cfg->threads = 0;
+    cfg->max_body = 16u << 20;
+    cfg->header_timeout_ms = 10000;
+    cfg->idle_timeout_ms = 120000;
+    cfg->shard_limit = 500;
+    cfg->on_demand_stream_limit = 50;
+}
+
+/* Creates dir and its parents (mode 0750). */
+static int make_dirs(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+                return -errno;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+        return -errno;
+    }
+    return 0;
+}
+
+int server_start(server_t *srv, const server_config_t *cfg)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->cfg = *cfg;
+    atomic_init(&srv->ready, false);
+    int rc = make_dirs(cfg->data_dir);
+    if (rc != 0) {
+        log_error("cannot create data folder %s: %s", cfg->data_dir, strerror(-rc));
+        return rc;
+    }
+    char err[512] = "";
+    srv->catalog = catalog_open(cfg->data_dir, err, sizeof err);
+    if (srv->catalog == NULL) {
+        log_error("%s", err);
+        return -EIO;
+    }
+    int threads = cfg->threads;
+    if (threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int)n : 1;
+    }
+    http_config_t hc = {
+        .host = cfg->host,
+        .port = cfg->port,
+        .threads = threads,
+        .max_body = cfg->max_body,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .handler = protocol_handle,
+        .handler_arg = srv,
+    };
+    rc = http_server_start(&hc, &srv->http, &srv->port, err, sizeof err);
+    if (rc != 0) {
+        log_error("%s", err);
+        catalog_close(srv->catalog);
+        srv->catalog = NULL;
+        return rc;
+    }
+    atomic_store(&srv->ready, true);
+    const char *host = cfg->host;
+    bool v6 = strchr(host, ':') != NULL;
+    fprintf(stderr, "eddy listening on http://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", srv->port);
+    log_info("data in %s, %d event-loop thread%s, account %s, region %s", cfg->data_dir, threads,
+             threads == 1 ? "" : "s", cfg->account_id, cfg->region);
+    return 0;
+}
+
+void server_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+void server_wait_for_signal(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0) {
+            continue;
+        }
+        if (sig == SIGHUP) {
+            log_info("SIGHUP: nothing to reload yet");
+            continue;
+        }
+        log_info("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
+}
+
+void server_stop(server_t *srv)
+{
+    atomic_store(&srv->ready, false);
+    if (srv->http != NULL) {
+        http_server_stop(srv->http, 2000);
+        srv->http = NULL;
+    }
+    if (srv->catalog != NULL) {
+        catalog_close(srv->catalog);
+        srv->catalog = NULL;
+    }
+    log_info("stopped");
+}

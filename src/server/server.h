@@ -1,0 +1,51 @@
+/*
+ * server: the eddy server process: configuration, the shared state the API handlers work on, and the
+ * lifecycle (start, wait for a signal, graceful stop).
+ */
+#ifndef EDDY_SERVER_SERVER_H
+#define EDDY_SERVER_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/http.h"
+#include "store/catalog.h"
+
+typedef struct server_config {
+    char host[256];
+    int port;
+    char data_dir[4096];
+    int64_t state_delay_ms; /* CREATING/UPDATING/DELETING duration */
+    char account_id[13];    /* 12 digits */
+    char region[64];
+    int threads;            /* event-loop threads; 0 = one per core */
+    size_t max_body;        /* bytes */
+    uint64_t header_timeout_ms;
+    uint64_t idle_timeout_ms;
+    int shard_limit;           /* provisioned shards per account */
+    int on_demand_stream_limit; /* ON_DEMAND streams per account */
+} server_config_t;
+
+typedef struct server {
+    server_config_t cfg;
+    catalog_t *catalog;
+    http_server_t *http;
+    int port; /* bound port */
+    atomic_bool ready;
+} server_t;
+
+/* Fills cfg with the documented defaults. */
+void server_config_defaults(server_config_t *cfg);
+/* Opens the data folder and catalog, starts listening and prints "eddy listening on http://HOST:PORT".
+ * Returns 0 or a negative code (message already logged). */
+int server_start(server_t *srv, const server_config_t *cfg);
+/* Blocks until SIGINT or SIGTERM. The caller must have blocked those signals in every thread
+ * (server_block_signals before server_start). */
+void server_wait_for_signal(void);
+void server_block_signals(void);
+/* Stops serving gracefully and releases everything. */
+void server_stop(server_t *srv);
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * seqnum: Kinesis sequence numbers, "version 2" shape.
+ *
+ * A sequence number is a 186-bit unsigned integer written in decimal (56-57 digits), laid out as below
+ * (bit 0 is the least significant). The shape is the one Kinesis uses and the KCL's SequenceNumberValidator
+ * reads: bit length 186, version 2 in bits 184..187, shard index in bits 4..35.
+ *
+ *   bits      width  field
+ *   184..187    4    version = 2
+ *   148..183   36    shard creation time, epoch seconds
+ *   144..147    4    reserved, 0
+ *    80..143   64    record index within the shard (the ordering key)
+ *    72..79     8    reserved, 0
+ *    36..71    36    arrival time of the record, epoch seconds (informational)
+ *     4..35    32    shard index (the number in shardId-000000000007)
+ *     0..3      4    version again = 2
+ *
+ * Ordering rule: within a shard, numbers compare as (creation time, record index). A child shard's creation
+ * time is >= its parents' and its first index is above every parent index, so every child number is larger
+ * than every parent number.
+ */
+#ifndef EDDY_STORE_SEQNUM_H
+#define EDDY_STORE_SEQNUM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SEQNUM_STR_MAX 64
+
+typedef struct seqnum {
+    uint64_t shard_created_secs; /* < 2^36 */
+    uint64_t index;
+    uint64_t arrival_secs; /* < 2^36 */
+    uint32_t shard_index;
+} seqnum_t;
+
+/* Writes the decimal form into out (SEQNUM_STR_MAX bytes); returns its length. */
+size_t seqnum_format(const seqnum_t *s, char *out);
+/* Parses a decimal string of n bytes. Returns 0, or -EINVAL when it is not a version-2 number. */
+int seqnum_parse(const char *str, size_t n, seqnum_t *out);
+/* Orders two numbers of the same shard lineage: <0, 0, >0. */
+int seqnum_cmp(const seqnum_t *a, const seqnum_t *b);
+
+#endif
