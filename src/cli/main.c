@@ -48,6 +48,15 @@ static void serve_usage(FILE *out)
             "  --idle-timeout-ms N         HTTP/2 idle connection timeout (default 120000)\n"
             "  --shard-limit N             provisioned shards allowed per account (default 500)\n"
             "  --on-demand-stream-limit N  ON_DEMAND streams allowed per account (default 50)\n"
+            "  --durability MODE           fsync (default): a write is acknowledged only once it is on disk\n"
+            "                              (fdatasync; concurrent writers share one sync); interval: acknowledged\n"
+            "                              once written, synced every --sync-interval-ms (a crash may lose that\n"
+            "                              much); none: synced when the OS decides (a machine crash may lose\n"
+            "                              recent writes; a process crash loses nothing written)\n"
+            "  --sync-interval-ms N        sync period for --durability interval (default 1000)\n"
+            "  --shard-limits on|off       enforce Kinesis per-shard throughput limits: writes 1 MiB/s and 1000\n"
+            "                              records/s, reads 2 MiB/s and 5 calls/s (default on)\n"
+            "  --segment-mib N             size of shard log segment files (default 64)\n"
             "  --log-level LEVEL           debug, info, warn or error (default info)\n"
             "  --config FILE               read options from FILE (\"key = value\" lines, keys as above\n"
             "                              without the dashes); flags given on the command line win\n"
@@ -70,6 +79,10 @@ enum {
     OPT_SHARD_LIMIT,
     OPT_ON_DEMAND_LIMIT,
     OPT_LOG_LEVEL,
+    OPT_DURABILITY,
+    OPT_SYNC_INTERVAL,
+    OPT_SHARD_LIMITS,
+    OPT_SEGMENT_MIB,
     OPT_CONFIG,
     OPT_HELP,
 };
@@ -88,6 +101,10 @@ static const struct option serve_options[] = {
     {"shard-limit", required_argument, NULL, OPT_SHARD_LIMIT},
     {"on-demand-stream-limit", required_argument, NULL, OPT_ON_DEMAND_LIMIT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"durability", required_argument, NULL, OPT_DURABILITY},
+    {"sync-interval-ms", required_argument, NULL, OPT_SYNC_INTERVAL},
+    {"shard-limits", required_argument, NULL, OPT_SHARD_LIMITS},
+    {"segment-mib", required_argument, NULL, OPT_SEGMENT_MIB},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -141,6 +158,35 @@ static bool apply(server_config_t *cfg, int opt, const char *name, const char *v
         } else {
             break;
         }
+        return true;
+    case OPT_DURABILITY:
+        if (strcmp(value, "fsync") == 0) {
+            cfg->durability = DURABILITY_FSYNC;
+        } else if (strcmp(value, "interval") == 0) {
+            cfg->durability = DURABILITY_INTERVAL;
+        } else if (strcmp(value, "none") == 0) {
+            cfg->durability = DURABILITY_NONE;
+        } else {
+            break;
+        }
+        return true;
+    case OPT_SHARD_LIMITS:
+        if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
+            break;
+        }
+        cfg->shard_limits = strcmp(value, "on") == 0;
+        return true;
+    case OPT_SYNC_INTERVAL:
+        if (!parse_long(value, 1, 3600000, &n)) {
+            break;
+        }
+        cfg->sync_interval_ms = (int)n;
+        return true;
+    case OPT_SEGMENT_MIB:
+        if (!parse_long(value, 1, 4096, &n)) {
+            break;
+        }
+        cfg->segment_bytes = (size_t)n << 20;
         return true;
     case OPT_PORT:
         if (!parse_long(value, 0, 65535, &n)) {
@@ -285,7 +331,7 @@ static int cmd_serve(int argc, char **argv)
     if (server_start(&srv, &cfg) != 0) {
         return 1;
     }
-    server_wait_for_signal();
+    server_run(&srv);
     server_stop(&srv);
     return 0;
 }

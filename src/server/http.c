@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -34,6 +35,7 @@ typedef struct loop_thread {
     h2o_socket_t *listener;
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t stop_receiver;
+    h2o_multithread_receiver_t later_receiver;
     h2o_multithread_message_t stop_message;
     bool stopping;
     int64_t stop_deadline_ms;
@@ -181,6 +183,72 @@ void http_reply_text(http_request_t *req, int status, const char *content_type, 
     http_reply(req, status, content_type, &b);
 }
 
+/* ---- deferred work and guards ---- */
+
+typedef struct later {
+    h2o_multithread_message_t super; /* first: the queue hands back this pointer */
+    void (*fn)(void *arg);
+    void *arg;
+} later_t;
+
+static loop_thread_t *owner(h2o_req_t *r)
+{
+    return (loop_thread_t *)((char *)r->conn->ctx - offsetof(loop_thread_t, ctx));
+}
+
+http_loop_t *http_request_loop(http_request_t *req)
+{
+    return (http_loop_t *)owner(h2o_of(req));
+}
+
+void http_loop_run_later(http_loop_t *loop, void (*fn)(void *arg), void *arg)
+{
+    later_t *l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        abort();
+    }
+    l->fn = fn;
+    l->arg = arg;
+    h2o_multithread_send_message(&((loop_thread_t *)loop)->later_receiver, &l->super);
+}
+
+static void on_later_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages)) {
+        later_t *l = H2O_STRUCT_FROM_MEMBER(later_t, super.link, messages->next);
+        h2o_linklist_unlink(&l->super.link);
+        l->fn(l->arg);
+        free(l);
+    }
+}
+
+struct http_guard {
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void on_guard_dispose(void *p)
+{
+    http_guard_t *g = p;
+    if (g->fn != NULL) {
+        g->fn(g->arg);
+    }
+}
+
+http_guard_t *http_request_guard(http_request_t *req, void (*fn)(void *arg), void *arg)
+{
+    http_guard_t *g = h2o_mem_alloc_shared(&h2o_of(req)->pool, sizeof *g, on_guard_dispose);
+    g->fn = fn;
+    g->arg = arg;
+    return g;
+}
+
+void http_guard_cancel(http_guard_t *guard)
+{
+    guard->fn = NULL;
+}
+
 /* ---- loops ---- */
 
 static void on_accept(h2o_socket_t *listener, const char *err)
@@ -317,7 +385,13 @@ int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_
         t->accept_ctx.hosts = srv->config.hosts;
         t->queue = h2o_multithread_create_queue(t->ctx.loop);
         h2o_multithread_register_receiver(t->queue, &t->stop_receiver, on_stop_message);
-        t->listener = h2o_evloop_socket_create(t->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+        h2o_multithread_register_receiver(t->queue, &t->later_receiver, on_later_messages);
+        /* each loop owns a descriptor of its own on the shared socket: closing one leaves the others */
+        int lfd = i == 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (lfd < 0) {
+            abort();
+        }
+        t->listener = h2o_evloop_socket_create(t->ctx.loop, lfd, H2O_SOCKET_FLAG_DONT_READ);
         t->listener->data = t;
         h2o_socket_read_start(t->listener, on_accept);
         if (pthread_create(&t->tid, NULL, loop_main, t) != 0) {
@@ -338,7 +412,6 @@ void http_server_stop(http_server_t *srv, uint64_t grace_ms)
     for (int i = 0; i < srv->nthreads; i++) {
         pthread_join(srv->threads[i].tid, NULL);
     }
-    /* Each loop closed its own h2o socket on the shared descriptor; h2o_socket_close closes the fd once
-     * per socket object, so the descriptor is gone after the first. Connections still open at the
-     * deadline are abandoned with the process. */
+    /* Each loop closed its own listening descriptor. Connections still open at the deadline are
+     * abandoned with the process. */
 }

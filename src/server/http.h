@@ -55,4 +55,17 @@ void http_reply(http_request_t *req, int status, const char *content_type, buf_t
 /* Sends a short literal response (copied). */
 void http_reply_text(http_request_t *req, int status, const char *content_type, const char *text);
 
+/* The event loop that owns req (valid for the server's lifetime, unlike req). */
+typedef struct http_loop http_loop_t;
+http_loop_t *http_request_loop(http_request_t *req);
+/* Deferred work: runs fn(arg) on that loop thread, soon. Thread-safe; the only http function other threads
+ * may call. */
+void http_loop_run_later(http_loop_t *loop, void (*fn)(void *arg), void *arg);
+
+/* A guard calls fn(arg) on the loop thread if h2o disposes of req before the reply was sent (the client
+ * went away). Cancel it right before replying. */
+typedef struct http_guard http_guard_t;
+http_guard_t *http_request_guard(http_request_t *req, void (*fn)(void *arg), void *arg);
+void http_guard_cancel(http_guard_t *guard);
+
 #endif

@@ -151,6 +151,13 @@ void protocol_handle(http_request_t *req, void *arg)
     c->now_ms = clock_now_ms();
     jsonw_init(&c->w, &c->out);
     jsonw_obj_begin(&c->w);
+    if (op->data_plane) {
+        /* Record operations share the catalog; they may finish later (after a group commit). */
+        catalog_rdlock(srv->catalog);
+        op->handler(c);
+        catalog_unlock(srv->catalog);
+        return;
+    }
     /* Control-plane handlers work under the catalog's write lock and finish synchronously. */
     catalog_lock(srv->catalog);
     catalog_settle(srv->catalog, c->now_ms);

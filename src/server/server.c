@@ -6,10 +6,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/clock.h"
+#include "server/dataplane.h"
 #include "server/protocol.h"
 
 void server_config_defaults(server_config_t *cfg)
@@ -27,6 +30,10 @@ void server_config_defaults(server_config_t *cfg)
     cfg->idle_timeout_ms = 120000;
     cfg->shard_limit = 500;
     cfg->on_demand_stream_limit = 50;
+    cfg->durability = DURABILITY_FSYNC;
+    cfg->sync_interval_ms = 1000;
+    cfg->shard_limits = true;
+    cfg->segment_bytes = 64u << 20;
 }
 
 /* Creates dir and its parents (mode 0750). */
@@ -65,6 +72,36 @@ int server_start(server_t *srv, const server_config_t *cfg)
         log_error("%s", err);
         return -EIO;
     }
+    engine_local_options_t eo = {.data_dir = cfg->data_dir, .durability = cfg->durability,
+                                 .interval_ms = cfg->sync_interval_ms};
+    shard_log_default_options(&eo.log);
+    eo.log.segment_bytes = cfg->segment_bytes;
+    srv->engine = engine_local_new(&eo, err, sizeof err);
+    if (srv->engine == NULL) {
+        log_error("%s", err);
+        catalog_close(srv->catalog);
+        srv->catalog = NULL;
+        return -EIO;
+    }
+    catalog_set_drop_hook(srv->catalog, dataplane_drop_stream, srv);
+    if (dataplane_init_keys(srv) != 0) {
+        log_error("cannot create the iterator key in the catalog");
+        rc = -EIO;
+        goto fail;
+    }
+    catalog_lock(srv->catalog);
+    catalog_settle(srv->catalog, clock_now_ms());
+    for (size_t i = 0; i < catalog_stream_count(srv->catalog); i++) {
+        stream_t *s = catalog_stream_at(srv->catalog, i);
+        rc = dataplane_attach_stream(srv, s);
+        if (rc != 0) {
+            catalog_unlock(srv->catalog);
+            log_error("cannot open the records of stream %s: %s", s->name, strerror(-rc));
+            goto fail;
+        }
+    }
+    catalog_unlock(srv->catalog);
+
     int threads = cfg->threads;
     if (threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -83,17 +120,20 @@ int server_start(server_t *srv, const server_config_t *cfg)
     rc = http_server_start(&hc, &srv->http, &srv->port, err, sizeof err);
     if (rc != 0) {
         log_error("%s", err);
-        catalog_close(srv->catalog);
-        srv->catalog = NULL;
-        return rc;
+        goto fail;
     }
     atomic_store(&srv->ready, true);
     const char *host = cfg->host;
     bool v6 = strchr(host, ':') != NULL;
     fprintf(stderr, "eddy listening on http://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", srv->port);
-    log_info("data in %s, %d event-loop thread%s, account %s, region %s", cfg->data_dir, threads,
-             threads == 1 ? "" : "s", cfg->account_id, cfg->region);
+    log_info("data in %s, durability %s, %d event-loop thread%s, account %s, region %s, shard limits %s",
+             cfg->data_dir, durability_name(cfg->durability), threads, threads == 1 ? "" : "s", cfg->account_id,
+             cfg->region, cfg->shard_limits ? "on" : "off");
     return 0;
+fail:
+    srv->http = NULL;
+    server_stop(srv);
+    return rc;
 }
 
 void server_block_signals(void)
@@ -107,7 +147,7 @@ void server_block_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-void server_wait_for_signal(void)
+void server_run(server_t *srv)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -115,8 +155,15 @@ void server_wait_for_signal(void)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig) != 0) {
+        /* Housekeeping once a second: due state transitions, then retention. */
+        struct timespec tick = {1, 0};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig < 0) {
+            int64_t now = clock_now_ms();
+            catalog_lock(srv->catalog);
+            catalog_settle(srv->catalog, now);
+            catalog_unlock(srv->catalog);
+            dataplane_trim(srv, now);
             continue;
         }
         if (sig == SIGHUP) {
@@ -134,6 +181,13 @@ void server_stop(server_t *srv)
     if (srv->http != NULL) {
         http_server_stop(srv->http, 2000);
         srv->http = NULL;
+    }
+    if (srv->catalog != NULL && srv->engine != NULL) {
+        dataplane_detach_all(srv);
+    }
+    if (srv->engine != NULL) {
+        srv->engine->ops->close(srv->engine);
+        srv->engine = NULL;
     }
     if (srv->catalog != NULL) {
         catalog_close(srv->catalog);

@@ -12,6 +12,7 @@
 
 #include "server/http.h"
 #include "store/catalog.h"
+#include "store/engine.h"
 
 typedef struct server_config {
     char host[256];
@@ -26,12 +27,18 @@ typedef struct server_config {
     uint64_t idle_timeout_ms;
     int shard_limit;           /* provisioned shards per account */
     int on_demand_stream_limit; /* ON_DEMAND streams per account */
+    durability_t durability;
+    int sync_interval_ms;       /* DURABILITY_INTERVAL period */
+    bool shard_limits;          /* enforce Kinesis per-shard throughput limits */
+    size_t segment_bytes;       /* shard log segment size */
 } server_config_t;
 
 typedef struct server {
     server_config_t cfg;
     catalog_t *catalog;
+    engine_t *engine;
     http_server_t *http;
+    unsigned char iterator_key[32];
     int port; /* bound port */
     atomic_bool ready;
 } server_t;
@@ -41,9 +48,9 @@ void server_config_defaults(server_config_t *cfg);
 /* Opens the data folder and catalog, starts listening and prints "eddy listening on http://HOST:PORT".
  * Returns 0 or a negative code (message already logged). */
 int server_start(server_t *srv, const server_config_t *cfg);
-/* Blocks until SIGINT or SIGTERM. The caller must have blocked those signals in every thread
- * (server_block_signals before server_start). */
-void server_wait_for_signal(void);
+/* Runs housekeeping (state transitions, retention) every second until SIGINT or SIGTERM. The caller must
+ * have blocked those signals in every thread (server_block_signals before server_start). */
+void server_run(server_t *srv);
 void server_block_signals(void);
 /* Stops serving gracefully and releases everything. */
 void server_stop(server_t *srv);

@@ -34,6 +34,8 @@ const char *const shard_metric_names[7] = {
 
 struct catalog {
     sqlite3 *db;
+    catalog_drop_hook_fn drop_hook;
+    void *drop_hook_arg;
     pthread_rwlock_t lock;
     stream_t **streams; /* sorted by name */
     size_t count, cap;
@@ -268,6 +270,7 @@ static int load(catalog_t *cat)
         }
         s->shards = p;
         shard_t *sh = &s->shards[s->shard_count++];
+        memset(sh, 0, sizeof *sh);
         sh->index = (uint32_t)sqlite3_column_int64(st, 1);
         sh->start_hash = column_u128(st, 2);
         sh->end_hash = column_u128(st, 3);
@@ -645,6 +648,12 @@ int catalog_remove_tags(catalog_t *cat, stream_t *s, const char *const *keys, si
     return 0;
 }
 
+void catalog_set_drop_hook(catalog_t *cat, catalog_drop_hook_fn fn, void *arg)
+{
+    cat->drop_hook = fn;
+    cat->drop_hook_arg = arg;
+}
+
 int catalog_drop_stream(catalog_t *cat, stream_t *s)
 {
     int rc = begin(cat);
@@ -664,6 +673,9 @@ int catalog_drop_stream(catalog_t *cat, stream_t *s)
     rc = commit(cat);
     if (rc != 0) {
         return rc;
+    }
+    if (cat->drop_hook != NULL) {
+        cat->drop_hook(cat->drop_hook_arg, s);
     }
     size_t at = lower_bound(cat, s->name);
     memmove(cat->streams + at, cat->streams + at + 1, (cat->count - at - 1) * sizeof *cat->streams);

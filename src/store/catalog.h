@@ -54,6 +54,8 @@ enum shard_metric {
 };
 extern const char *const shard_metric_names[7]; /* in bit order */
 
+struct shard_runtime; /* the server's per-shard state (storage handle, rate limiters); not persisted */
+
 typedef struct shard {
     uint32_t index; /* shardId-%012u */
     u128 start_hash, end_hash;
@@ -63,6 +65,7 @@ typedef struct shard {
     uint64_t first_seq_index; /* record index of the first sequence number of this shard */
     int64_t closed_ms;        /* 0 while open */
     uint64_t last_seq_index;  /* valid when closed: record index of EndingSequenceNumber */
+    struct shard_runtime *rt; /* owned by the server; NULL until attached */
 } shard_t;
 
 /* The settable configuration of a stream; copied, changed and handed back to catalog_update_config. */
@@ -97,7 +100,7 @@ typedef struct stream {
 typedef struct catalog catalog_t;
 
 /* Opens (creating if needed) the catalog in dir/catalog.db. Thread: any; no lock needed.
- * Returns NULL and sets *err to a negative code and errmsg (may be NULL) on failure. */
+ * Returns NULL on failure, with the reason in errmsg. */
 catalog_t *catalog_open(const char *dir, char *errmsg, size_t errmsg_len);
 void catalog_close(catalog_t *cat);
 
@@ -126,6 +129,10 @@ int catalog_put_tags(catalog_t *cat, stream_t *s, const tag_t *tags, size_t n);
 /* Removes the tags with these keys (absent keys are ignored). */
 int catalog_remove_tags(catalog_t *cat, stream_t *s, const char *const *keys, size_t n);
 const tag_t *catalog_find_tag(const stream_t *s, const char *key);
+/* Called with each stream that is about to be removed for good (under the write lock), so that its owner
+ * can release what it attached to the shards. */
+typedef void (*catalog_drop_hook_fn)(void *arg, stream_t *s);
+void catalog_set_drop_hook(catalog_t *cat, catalog_drop_hook_fn fn, void *arg);
 /* Removes a stream for good. s is invalid afterwards. */
 int catalog_drop_stream(catalog_t *cat, stream_t *s);
 

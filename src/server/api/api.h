@@ -36,6 +36,7 @@ typedef struct api_op {
     const char *name;
     const vfield_t *input;
     api_handler_fn handler;
+    bool data_plane; /* runs under the catalog read lock and may finish later, from another callback */
 } api_op_t;
 
 /* Looks an operation up by name (len bytes). NULL when unknown. */
@@ -47,6 +48,9 @@ void api_ok(api_call_t *c);
 void api_ok_empty(api_call_t *c);
 /* Finishes the call with the error's status and {"__type", "message"}. */
 void api_error(api_call_t *c, kerr_t code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Frees a call whose client went away, without replying. */
+void api_abandon(api_call_t *c);
 
 /* Input helpers: NULL/false when absent (input is already validated for types). */
 const char *api_str(const api_call_t *c, const char *name);
@@ -80,6 +84,11 @@ void op_stop_encryption(api_call_t *c);
 void op_update_max_record_size(api_call_t *c);
 
 void op_list_shards(api_call_t *c);
+
+void op_put_record(api_call_t *c);
+void op_put_records(api_call_t *c);
+void op_get_shard_iterator(api_call_t *c);
+void op_get_records(api_call_t *c);
 
 void op_add_tags(api_call_t *c);
 void op_remove_tags(api_call_t *c);

@@ -16,6 +16,13 @@ static void finish(api_call_t *c, int status)
     free(c);
 }
 
+void api_abandon(api_call_t *c)
+{
+    cJSON_Delete((cJSON *)c->input);
+    buf_dispose(&c->out);
+    free(c);
+}
+
 void api_ok(api_call_t *c)
 {
     jsonw_obj_end(&c->w);

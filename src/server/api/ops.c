@@ -171,6 +171,50 @@ static const vfield_t in_list_tags_for_resource[] = {
     STREAM_ID,
     END,
 };
+static const char *const iterator_types[] = {"AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON",
+                                             "LATEST", "AT_TIMESTAMP", NULL};
+/* Data is bounded by the stream's MaxRecordSizeInKiB, checked by the handler. */
+static const vfield_t put_entry[] = {
+    {"Data", VT_BLOB, true, VNONE, VNONE, PAT_NONE, NULL, NULL},
+    {"ExplicitHashKey", VT_STRING, false, VNONE, VNONE, PAT_HASH_KEY, NULL, NULL},
+    {"PartitionKey", VT_STRING, true, 1, 256, PAT_NONE, NULL, NULL},
+    END,
+};
+static const vfield_t put_entry_struct = {"member", VT_STRUCT, true, VNONE, VNONE, PAT_NONE, NULL, put_entry};
+static const vfield_t in_put_record[] = {
+    STREAM_NAME(false),
+    {"Data", VT_BLOB, true, VNONE, VNONE, PAT_NONE, NULL, NULL},
+    {"PartitionKey", VT_STRING, true, 1, 256, PAT_NONE, NULL, NULL},
+    {"ExplicitHashKey", VT_STRING, false, VNONE, VNONE, PAT_HASH_KEY, NULL, NULL},
+    {"SequenceNumberForOrdering", VT_STRING, false, VNONE, VNONE, PAT_SEQUENCE, NULL, NULL},
+    STREAM_ARN(false),
+    STREAM_ID,
+    END,
+};
+static const vfield_t in_put_records[] = {
+    {"Records", VT_LIST, true, 1, 500, PAT_NONE, NULL, &put_entry_struct},
+    STREAM_NAME(false),
+    STREAM_ARN(false),
+    STREAM_ID,
+    END,
+};
+static const vfield_t in_get_shard_iterator[] = {
+    STREAM_NAME(false),
+    SHARD_ID("ShardId", true),
+    {"ShardIteratorType", VT_STRING, true, VNONE, VNONE, PAT_NONE, iterator_types, NULL},
+    {"StartingSequenceNumber", VT_STRING, false, VNONE, VNONE, PAT_SEQUENCE, NULL, NULL},
+    {"Timestamp", VT_TIMESTAMP, false, VNONE, VNONE, PAT_NONE, NULL, NULL},
+    STREAM_ARN(false),
+    STREAM_ID,
+    END,
+};
+static const vfield_t in_get_records[] = {
+    {"ShardIterator", VT_STRING, true, 1, 512, PAT_NONE, NULL, NULL},
+    INT_RANGE("Limit", false, 1, 10000),
+    STREAM_ARN(false),
+    STREAM_ID,
+    END,
+};
 static const vfield_t in_none[] = {END};
 static const vfield_t in_update_account_settings[] = {
     {"MinimumThroughputBillingCommitment", VT_STRUCT, true, VNONE, VNONE, PAT_NONE, NULL, commitment},
@@ -189,11 +233,15 @@ static const api_op_t ops[] = {
     {"DescribeStreamSummary", in_stream_only, op_describe_stream_summary},
     {"DisableEnhancedMonitoring", in_monitoring, op_disable_monitoring},
     {"EnableEnhancedMonitoring", in_monitoring, op_enable_monitoring},
+    {"GetRecords", in_get_records, op_get_records, true},
+    {"GetShardIterator", in_get_shard_iterator, op_get_shard_iterator, true},
     {"IncreaseStreamRetentionPeriod", in_retention, op_increase_retention},
     {"ListShards", in_list_shards, op_list_shards},
     {"ListStreams", in_list_streams, op_list_streams},
     {"ListTagsForResource", in_list_tags_for_resource, op_list_tags_for_resource},
     {"ListTagsForStream", in_list_tags_for_stream, op_list_tags_for_stream},
+    {"PutRecord", in_put_record, op_put_record, true},
+    {"PutRecords", in_put_records, op_put_records, true},
     {"RemoveTagsFromStream", in_remove_tags, op_remove_tags},
     {"StartStreamEncryption", in_encryption, op_start_encryption},
     {"StopStreamEncryption", in_encryption, op_stop_encryption},

@@ -198,6 +198,9 @@ void op_list_shards(api_call_t *c)
     bool named = api_str(c, "StreamName") != NULL || api_str(c, "StreamARN") != NULL;
     int64_t limit = LIST_SHARDS_DEFAULT_LIMIT;
     api_int(c, "MaxResults", &limit);
+    if (limit > LIST_SHARDS_DEFAULT_LIMIT) {
+        limit = LIST_SHARDS_DEFAULT_LIMIT; /* "at most 1000 results are returned" */
+    }
     listing_t l = {.after_index = -1, .filter_shard = -1};
     stream_t *s;
 
@@ -208,6 +211,11 @@ void op_list_shards(api_call_t *c)
         }
         if (start != NULL) {
             api_error(c, KERR_INVALID_ARGUMENT, "NextToken and ExclusiveStartShardId cannot be provided together.");
+            return;
+        }
+        int64_t ignored;
+        if (api_timestamp(c, NULL, "StreamCreationTimestamp", &ignored)) {
+            api_error(c, KERR_INVALID_ARGUMENT, "NextToken and StreamCreationTimestamp cannot be provided together.");
             return;
         }
         if (!decode_token(c, token, &l)) {

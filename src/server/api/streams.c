@@ -11,6 +11,7 @@
 #include "common/base64.h"
 #include "server/api/api.h"
 #include "server/api/tags.h"
+#include "server/dataplane.h"
 
 #define RETENTION_MIN_HOURS 24
 #define RETENTION_MAX_HOURS 8760
@@ -115,11 +116,17 @@ void op_create_stream(api_call_t *c)
     int64_t max_kib = DEFAULT_MAX_RECORD_KIB;
     api_int(c, "MaxRecordSizeInKiB", &max_kib);
     cfg.max_record_kib = (int32_t)max_kib;
-    int rc = catalog_create_stream(cat, name, c->now_ms, &cfg, (uint32_t)shard_count, tags.items, tags.count,
-                                   NULL);
+    stream_t *s = NULL;
+    int rc = catalog_create_stream(cat, name, c->now_ms, &cfg, (uint32_t)shard_count, tags.items, tags.count, &s);
     tags_dispose(&tags);
     if (rc != 0) {
         api_error(c, KERR_INTERNAL_FAILURE, "Cannot store stream %s.", name);
+        return;
+    }
+    rc = dataplane_attach_stream(c->srv, s);
+    if (rc != 0) {
+        catalog_drop_stream(cat, s);
+        api_error(c, KERR_INTERNAL_FAILURE, "Cannot create the storage of stream %s: %s.", name, strerror(-rc));
         return;
     }
     api_ok_empty(c);
@@ -229,6 +236,9 @@ void op_describe_stream(api_call_t *c)
     }
     int64_t limit = DESCRIBE_STREAM_DEFAULT_LIMIT;
     api_int(c, "Limit", &limit);
+    if (limit > DESCRIBE_STREAM_DEFAULT_LIMIT) {
+        limit = DESCRIBE_STREAM_DEFAULT_LIMIT; /* "at most 100 results are returned" */
+    }
     size_t first = shards_after(s, api_str(c, "ExclusiveStartShardId"));
     bool creating = s->cfg.status == STREAM_CREATING;
 
@@ -308,6 +318,9 @@ void op_list_streams(api_call_t *c)
     catalog_t *cat = c->srv->catalog;
     int64_t limit = LIST_STREAMS_DEFAULT_LIMIT;
     api_int(c, "Limit", &limit);
+    if (limit > LIST_STREAMS_DEFAULT_LIMIT) {
+        limit = LIST_STREAMS_DEFAULT_LIMIT; /* "at most 100 results are returned" */
+    }
     const char *start = api_str(c, "ExclusiveStartStreamName");
     const char *token = api_str(c, "NextToken");
     char after[STREAM_NAME_MAX + 1];

@@ -1,0 +1,648 @@
+/*
+ * api/records: the data plane: PutRecord, PutRecords, GetShardIterator, GetRecords.
+ *
+ * These run under the catalog's read lock. A put appends each shard's records with one engine call, then
+ * waits (asynchronously, never blocking the loop) until the engine says they are durable as --durability
+ * promises; only then is the reply sent. A put that spans shards waits for all of them.
+ */
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/base64.h"
+#include "common/hashkey.h"
+#include "common/log.h"
+#include "server/api/api.h"
+#include "server/dataplane.h"
+#include "store/seqnum.h"
+
+#define PUT_RECORDS_MAX_BYTES (5u << 20)
+#define GET_RECORDS_MAX_BYTES (10u << 20)
+#define GET_RECORDS_DEFAULT_LIMIT 10000
+
+/* The status a stream has now, applying a due transition that the control plane has not stored yet. */
+static stream_status_t effective_status(const stream_t *s, int64_t now_ms)
+{
+    if (s->cfg.status != STREAM_ACTIVE && now_ms >= s->cfg.status_due_ms) {
+        return s->cfg.status == STREAM_DELETING ? STREAM_DELETING : s->cfg.target_status;
+    }
+    return s->cfg.status;
+}
+
+/* Resolves a stream that accepts reads and writes (ACTIVE or UPDATING). */
+static stream_t *data_stream(api_call_t *c)
+{
+    stream_t *s = api_stream(c);
+    if (s == NULL) {
+        return NULL;
+    }
+    stream_status_t st = effective_status(s, c->now_ms);
+    if (st == STREAM_CREATING || st == STREAM_DELETING) {
+        api_stream_not_found(c, s->name);
+        return NULL;
+    }
+    return s;
+}
+
+static shard_t *route(stream_t *s, u128 key)
+{
+    for (size_t i = 0; i < s->shard_count; i++) {
+        shard_t *sh = &s->shards[i];
+        if (sh->closed_ms == 0 && key >= sh->start_hash && key <= sh->end_hash) {
+            return sh;
+        }
+    }
+    return NULL;
+}
+
+static void format_seq(const shard_t *sh, uint64_t index, int64_t arrival_ms, char out[SEQNUM_STR_MAX])
+{
+    seqnum_t sn = {
+        .shard_created_secs = (uint64_t)(sh->created_ms / 1000),
+        .index = index,
+        .arrival_secs = (uint64_t)(arrival_ms / 1000),
+        .shard_index = sh->index,
+    };
+    seqnum_format(&sn, out);
+}
+
+/* ---- puts ---- */
+
+enum { REC_OK, REC_THROTTLED, REC_FAILED };
+
+typedef struct put_record {
+    const char *pk;
+    size_t pk_len;
+    unsigned char *data; /* decoded; points into put_t.blob */
+    size_t data_len;
+    shard_t *shard;
+    int group; /* index into groups */
+    int state;
+    uint64_t index;
+    int64_t arrival_ms;
+} put_record_t;
+
+typedef struct put_group {
+    shard_t *shard;
+    int status; /* written by the engine thread before the pending count drops */
+} put_group_t;
+
+typedef struct put {
+    api_call_t *c;
+    http_loop_t *loop;
+    http_guard_t *guard;
+    bool orphaned;
+    bool single; /* PutRecord */
+    stream_t *stream;
+    char stream_name[STREAM_NAME_MAX + 1];
+    bool encrypted;
+    put_record_t *records;
+    size_t count;
+    put_group_t *groups;
+    size_t ngroups;
+    unsigned char *blob;
+    _Atomic int pending;
+} put_t;
+
+static void put_free(put_t *p)
+{
+    free(p->records);
+    free(p->groups);
+    free(p->blob);
+    free(p);
+}
+
+static void throttle_message(put_t *p, const shard_t *sh, buf_t *out)
+{
+    char id[32];
+    shard_id_format(sh->index, id);
+    buf_printf(out, "Rate exceeded for shard %s in stream %s under account %s.", id, p->stream_name,
+               p->c->srv->cfg.account_id);
+}
+
+/* Builds and sends the reply (loop thread). Shards and streams are not touched: only copies. */
+static void put_finish(void *arg)
+{
+    put_t *p = arg;
+    api_call_t *c = p->c;
+    if (p->orphaned) {
+        api_abandon(c);
+        put_free(p);
+        return;
+    }
+    http_guard_cancel(p->guard);
+    for (size_t i = 0; i < p->count; i++) {
+        put_record_t *r = &p->records[i];
+        if (r->state == REC_OK && p->groups[r->group].status != 0) {
+            r->state = REC_FAILED;
+        }
+    }
+    char seq[SEQNUM_STR_MAX], id[32];
+    if (p->single) {
+        put_record_t *r = &p->records[0];
+        if (r->state == REC_THROTTLED) {
+            buf_t msg = BUF_INIT;
+            throttle_message(p, r->shard, &msg);
+            api_error(c, KERR_PROVISIONED_THROUGHPUT_EXCEEDED, "%s", buf_cstr(&msg));
+            buf_dispose(&msg);
+        } else if (r->state == REC_FAILED) {
+            api_error(c, KERR_INTERNAL_FAILURE, "Internal service failure.");
+        } else {
+            shard_id_format(r->shard->index, id);
+            format_seq(r->shard, r->index, r->arrival_ms, seq);
+            jsonw_key(&c->w, "ShardId");
+            jsonw_str(&c->w, id);
+            jsonw_key(&c->w, "SequenceNumber");
+            jsonw_str(&c->w, seq);
+            jsonw_key(&c->w, "EncryptionType");
+            jsonw_str(&c->w, p->encrypted ? "KMS" : "NONE");
+            api_ok(c);
+        }
+        put_free(p);
+        return;
+    }
+    size_t failed = 0;
+    for (size_t i = 0; i < p->count; i++) {
+        failed += p->records[i].state != REC_OK;
+    }
+    jsonw_key(&c->w, "FailedRecordCount");
+    jsonw_int(&c->w, (int64_t)failed);
+    jsonw_key(&c->w, "Records");
+    jsonw_arr_begin(&c->w);
+    buf_t msg = BUF_INIT;
+    for (size_t i = 0; i < p->count; i++) {
+        put_record_t *r = &p->records[i];
+        jsonw_obj_begin(&c->w);
+        if (r->state == REC_OK) {
+            shard_id_format(r->shard->index, id);
+            format_seq(r->shard, r->index, r->arrival_ms, seq);
+            jsonw_key(&c->w, "SequenceNumber");
+            jsonw_str(&c->w, seq);
+            jsonw_key(&c->w, "ShardId");
+            jsonw_str(&c->w, id);
+        } else if (r->state == REC_THROTTLED) {
+            buf_reset(&msg);
+            throttle_message(p, r->shard, &msg);
+            jsonw_key(&c->w, "ErrorCode");
+            jsonw_str(&c->w, "ProvisionedThroughputExceededException");
+            jsonw_key(&c->w, "ErrorMessage");
+            jsonw_strn(&c->w, msg.data, msg.len);
+        } else {
+            jsonw_key(&c->w, "ErrorCode");
+            jsonw_str(&c->w, "InternalFailure");
+            jsonw_key(&c->w, "ErrorMessage");
+            jsonw_str(&c->w, "Internal service failure.");
+        }
+        jsonw_obj_end(&c->w);
+    }
+    buf_dispose(&msg);
+    jsonw_arr_end(&c->w);
+    jsonw_key(&c->w, "EncryptionType");
+    jsonw_str(&c->w, p->encrypted ? "KMS" : "NONE");
+    api_ok(c);
+    put_free(p);
+}
+
+static void put_orphaned(void *arg)
+{
+    ((put_t *)arg)->orphaned = true;
+}
+
+/* Engine thread: one shard group is durable (or failed). */
+typedef struct group_wait {
+    put_t *put;
+    size_t group;
+} group_wait_t;
+
+static void group_done(void *arg, int status)
+{
+    group_wait_t *w = arg;
+    put_t *p = w->put;
+    p->groups[w->group].status = status;
+    free(w);
+    if (atomic_fetch_sub(&p->pending, 1) == 1) {
+        http_loop_run_later(p->loop, put_finish, p);
+    }
+}
+
+/* Reads one record's members into r; replies with the error and returns false when invalid. */
+static bool read_record(api_call_t *c, const cJSON *obj, const char *path, put_record_t *r, unsigned char *dst,
+                        size_t max_record, u128 *key)
+{
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(obj, "Data");
+    const cJSON *pk = cJSON_GetObjectItemCaseSensitive(obj, "PartitionKey");
+    const cJSON *ehk = cJSON_GetObjectItemCaseSensitive(obj, "ExplicitHashKey");
+    size_t b64_len = strlen(data->valuestring);
+    long n = base64_decode(data->valuestring, b64_len, dst);
+    if (n < 0) {
+        api_error(c, KERR_SERIALIZATION, "'%.64s' can not be converted to a Blob: %s", data->valuestring,
+                  b64_len % 4 ? "Base64 encoded length is expected a multiple of 4 bytes" : "Invalid Base64 character");
+        return false;
+    }
+    r->data = dst;
+    r->data_len = (size_t)n;
+    r->pk = pk->valuestring;
+    r->pk_len = strlen(pk->valuestring);
+    if (r->data_len > max_record) {
+        api_error(c, KERR_VALIDATION,
+                  "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=%zu cap=%zu]' at '%sdata' "
+                  "failed to satisfy constraint: Member must have length less than or equal to %zu",
+                  r->data_len, r->data_len, path, max_record);
+        return false;
+    }
+    if (r->data_len + r->pk_len > max_record) {
+        api_error(c, KERR_INVALID_ARGUMENT,
+                  "Record size (%zu bytes of data and partition key) exceeds the maximum record size of %zu bytes.",
+                  r->data_len + r->pk_len, max_record);
+        return false;
+    }
+    if (cJSON_IsString(ehk)) {
+        if (u128_parse(ehk->valuestring, strlen(ehk->valuestring), key) != 0) {
+            api_error(c, KERR_INVALID_ARGUMENT,
+                      "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value "
+                      "was %s",
+                      ehk->valuestring);
+            return false;
+        }
+    } else {
+        *key = hashkey_of_partition_key(r->pk, r->pk_len);
+    }
+    return true;
+}
+
+static void do_put(api_call_t *c, bool single)
+{
+    server_t *srv = c->srv;
+    stream_t *s = data_stream(c);
+    if (s == NULL) {
+        return;
+    }
+    const cJSON *list = single ? NULL : cJSON_GetObjectItemCaseSensitive(c->input, "Records");
+    size_t count = single ? 1 : (size_t)cJSON_GetArraySize(list);
+    size_t max_record = (size_t)s->cfg.max_record_kib * 1024;
+
+    put_t *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        abort();
+    }
+    p->c = c;
+    p->single = single;
+    p->stream = s;
+    snprintf(p->stream_name, sizeof p->stream_name, "%s", s->name);
+    p->encrypted = s->cfg.encrypted;
+    p->count = count;
+    p->records = calloc(count, sizeof *p->records);
+    size_t blob = 0;
+    const cJSON *e;
+    if (single) {
+        blob = strlen(cJSON_GetObjectItemCaseSensitive(c->input, "Data")->valuestring) / 4 * 3 + 3;
+    } else {
+        cJSON_ArrayForEach(e, list)
+        {
+            blob += strlen(cJSON_GetObjectItemCaseSensitive(e, "Data")->valuestring) / 4 * 3 + 3;
+        }
+    }
+    p->blob = malloc(blob ? blob : 1);
+    if (p->records == NULL || p->blob == NULL) {
+        abort();
+    }
+
+    /* Decode and check every record before anything is written: a bad one fails the whole request. */
+    u128 *keys = calloc(count, sizeof *keys);
+    size_t used = 0, total = 0;
+    e = single ? c->input : list->child;
+    for (size_t i = 0; i < count; i++, e = e->next) {
+        char path[48];
+        if (single) {
+            path[0] = '\0';
+        } else {
+            snprintf(path, sizeof path, "records.%zu.member.", i + 1);
+        }
+        if (!read_record(c, e, path, &p->records[i], p->blob + used, max_record, &keys[i])) {
+            free(keys);
+            put_free(p);
+            return;
+        }
+        used += p->records[i].data_len;
+        total += p->records[i].data_len + p->records[i].pk_len;
+    }
+    size_t request_max = max_record > PUT_RECORDS_MAX_BYTES ? max_record : PUT_RECORDS_MAX_BYTES;
+    if (!single && total > request_max) {
+        free(keys);
+        put_free(p);
+        api_error(c, KERR_INVALID_ARGUMENT, "Records size exceeds %zu MB limit", request_max >> 20);
+        return;
+    }
+
+    /* Route and rate-limit. */
+    p->groups = calloc(count, sizeof *p->groups);
+    for (size_t i = 0; i < count; i++) {
+        put_record_t *r = &p->records[i];
+        r->shard = route(s, keys[i]);
+        if (r->shard == NULL || r->shard->rt == NULL) {
+            r->state = REC_FAILED;
+            continue;
+        }
+        if (srv->cfg.shard_limits && !dataplane_take_write(r->shard->rt, c->now_ms, r->data_len + r->pk_len)) {
+            r->state = REC_THROTTLED;
+            continue;
+        }
+        size_t g = 0;
+        while (g < p->ngroups && p->groups[g].shard != r->shard) {
+            g++;
+        }
+        if (g == p->ngroups) {
+            p->groups[p->ngroups++].shard = r->shard;
+        }
+        r->group = (int)g;
+    }
+    free(keys);
+
+    /* Append each shard's records in request order with one call. */
+    log_entry_t *entries = calloc(count, sizeof *entries);
+    size_t *members = calloc(count, sizeof *members);
+    atomic_init(&p->pending, 1);
+    p->loop = http_request_loop(c->req);
+    p->guard = http_request_guard(c->req, put_orphaned, p);
+    for (size_t g = 0; g < p->ngroups; g++) {
+        shard_t *sh = p->groups[g].shard;
+        size_t n = 0;
+        for (size_t i = 0; i < count; i++) {
+            put_record_t *r = &p->records[i];
+            if (r->state == REC_OK && r->group == (int)g) {
+                entries[n] = (log_entry_t){r->pk, r->pk_len, r->data, r->data_len};
+                members[n++] = i;
+            }
+        }
+        uint64_t first = 0;
+        int64_t arrival = 0;
+        int rc = srv->engine->ops->append(srv->engine, sh->rt->storage, entries, n, c->now_ms, &first, &arrival);
+        if (rc != 0) {
+            log_error("append to %s shard %" PRIu32 " failed: %s", s->name, sh->index, strerror(-rc));
+            p->groups[g].status = rc;
+            continue;
+        }
+        for (size_t k = 0; k < n; k++) {
+            p->records[members[k]].index = first + k;
+            p->records[members[k]].arrival_ms = arrival;
+        }
+        group_wait_t *w = malloc(sizeof *w);
+        if (w == NULL) {
+            abort();
+        }
+        *w = (group_wait_t){p, g};
+        atomic_fetch_add(&p->pending, 1);
+        if (srv->engine->ops->when_durable(srv->engine, sh->rt->storage, group_done, w) != 0) {
+            atomic_fetch_sub(&p->pending, 1);
+            free(w);
+        }
+    }
+    free(entries);
+    free(members);
+    if (atomic_fetch_sub(&p->pending, 1) == 1) {
+        put_finish(p);
+    }
+}
+
+void op_put_record(api_call_t *c)
+{
+    do_put(c, true);
+}
+
+void op_put_records(api_call_t *c)
+{
+    do_put(c, false);
+}
+
+/* ---- iterators ---- */
+
+static shard_t *find_shard(api_call_t *c, stream_t *s, const char *shard_id)
+{
+    uint32_t index;
+    shard_t *sh = NULL;
+    if (shard_id_parse(shard_id, &index)) {
+        sh = (shard_t *)stream_find_shard(s, index);
+    }
+    if (sh == NULL || sh->rt == NULL) {
+        api_error(c, KERR_RESOURCE_NOT_FOUND, "Shard %s in stream %s under account %s does not exist", shard_id,
+                  s->name, c->srv->cfg.account_id);
+        return NULL;
+    }
+    return sh;
+}
+
+void op_get_shard_iterator(api_call_t *c)
+{
+    server_t *srv = c->srv;
+    stream_t *s = data_stream(c);
+    if (s == NULL) {
+        return;
+    }
+    const char *shard_id = api_str(c, "ShardId");
+    shard_t *sh = find_shard(c, s, shard_id);
+    if (sh == NULL) {
+        return;
+    }
+    const char *type = api_str(c, "ShardIteratorType");
+    const char *seq = api_str(c, "StartingSequenceNumber");
+    int64_t ts = 0;
+    bool has_ts = api_timestamp(c, NULL, "Timestamp", &ts);
+    bool by_seq = strcmp(type, "AT_SEQUENCE_NUMBER") == 0 || strcmp(type, "AFTER_SEQUENCE_NUMBER") == 0;
+    bool by_time = strcmp(type, "AT_TIMESTAMP") == 0;
+    char id[32];
+    shard_id_format(sh->index, id);
+    if (by_seq && seq == NULL) {
+        api_error(c, KERR_INVALID_ARGUMENT, "You must specify a starting sequence number with %s.", type);
+        return;
+    }
+    if (!by_seq && seq != NULL) {
+        api_error(c, KERR_INVALID_ARGUMENT,
+                  "Request must not contain a starting sequence number for shard iterator type %s.", type);
+        return;
+    }
+    if (by_time && !has_ts) {
+        api_error(c, KERR_INVALID_ARGUMENT,
+                  "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has "
+                  "no timestamp parameter.");
+        return;
+    }
+    if (!by_time && has_ts) {
+        api_error(c, KERR_INVALID_ARGUMENT,
+                  "Request must not contain a timestamp for shard iterator type %s.", type);
+        return;
+    }
+    engine_t *eng = srv->engine;
+    uint64_t first = 0, end = 0;
+    eng->ops->bounds(eng, sh->rt->storage, &first, &end, NULL);
+    uint64_t horizon = dataplane_trim_horizon(srv, s, sh->rt, c->now_ms);
+    uint64_t position = 0;
+    if (strcmp(type, "TRIM_HORIZON") == 0) {
+        position = horizon;
+    } else if (strcmp(type, "LATEST") == 0) {
+        position = end;
+    } else if (by_time) {
+        if (ts > c->now_ms) {
+            position = end;
+        } else if (eng->ops->seek_time(eng, sh->rt->storage, ts, &position) != 0) {
+            api_error(c, KERR_INTERNAL_FAILURE, "Internal service failure.");
+            return;
+        }
+        if (position < horizon) {
+            position = horizon;
+        }
+    } else {
+        seqnum_t sn;
+        if (seqnum_parse(seq, strlen(seq), &sn) != 0) {
+            api_error(c, KERR_INVALID_ARGUMENT,
+                      "StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s under account %s "
+                      "is invalid.",
+                      seq, id, s->name, srv->cfg.account_id);
+            return;
+        }
+        if (sn.shard_index != sh->index) {
+            char other[32];
+            shard_id_format(sn.shard_index, other);
+            api_error(c, KERR_INVALID_ARGUMENT,
+                      "Invalid StartingSequenceNumber. It encodes %s, while it was used in a call to a shard with %s",
+                      other, id);
+            return;
+        }
+        if (sn.shard_created_secs != (uint64_t)(sh->created_ms / 1000)) {
+            api_error(c, KERR_INVALID_ARGUMENT,
+                      "StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s under account %s "
+                      "is invalid because it did not come from this stream.",
+                      seq, id, s->name, srv->cfg.account_id);
+            return;
+        }
+        position = sn.index + (strcmp(type, "AFTER_SEQUENCE_NUMBER") == 0 ? 1 : 0);
+        if (position < horizon) {
+            position = horizon;
+        }
+    }
+    iterator_pos_t pos = {.stream_created_ms = s->created_ms, .shard = sh->index, .position = position,
+                          .issued_ms = c->now_ms};
+    snprintf(pos.stream, sizeof pos.stream, "%s", s->name);
+    buf_t token = BUF_INIT;
+    iterator_encode(srv, &pos, &token);
+    jsonw_key(&c->w, "ShardIterator");
+    jsonw_strn(&c->w, token.data, token.len);
+    buf_dispose(&token);
+    api_ok(c);
+}
+
+typedef struct read_ctx {
+    api_call_t *c;
+    const shard_t *shard;
+    int64_t last_arrival;
+    size_t bytes;
+    bool encrypted;
+} read_ctx_t;
+
+static bool write_record(void *arg, const seg_record_t *rec)
+{
+    read_ctx_t *rc = arg;
+    jsonw_t *w = &rc->c->w;
+    char seq[SEQNUM_STR_MAX];
+    format_seq(rc->shard, rec->index, rec->arrival_ms, seq);
+    jsonw_obj_begin(w);
+    jsonw_key(w, "SequenceNumber");
+    jsonw_str(w, seq);
+    jsonw_key(w, "ApproximateArrivalTimestamp");
+    jsonw_timestamp_ms(w, rec->arrival_ms);
+    jsonw_key(w, "Data");
+    buf_t *out = &rc->c->out;
+    buf_reserve(out, BASE64_ENCODED_LEN(rec->data_len) + 2);
+    jsonw_raw(w, "\"", 1);
+    base64_encode_into(out, rec->data, rec->data_len);
+    buf_putc(out, '"');
+    jsonw_key(w, "PartitionKey");
+    jsonw_strn(w, rec->pk, rec->pk_len);
+    if (rc->encrypted) {
+        jsonw_key(w, "EncryptionType");
+        jsonw_str(w, "KMS");
+    }
+    jsonw_obj_end(w);
+    rc->last_arrival = rec->arrival_ms;
+    rc->bytes += rec->data_len + rec->pk_len;
+    return true;
+}
+
+void op_get_records(api_call_t *c)
+{
+    server_t *srv = c->srv;
+    const char *token = api_str(c, "ShardIterator");
+    iterator_pos_t pos;
+    iterator_status_t st = iterator_decode(srv, token, strlen(token), c->now_ms, &pos);
+    if (st == ITERATOR_INVALID) {
+        api_error(c, KERR_INVALID_ARGUMENT, "Invalid ShardIterator.");
+        return;
+    }
+    if (st == ITERATOR_EXPIRED) {
+        api_error(c, KERR_EXPIRED_ITERATOR,
+                  "Iterator expired. The iterator was created at time %" PRId64 " while right now it is %" PRId64
+                  " which is further in the future than the tolerated delay of %d milliseconds.",
+                  pos.issued_ms, c->now_ms, ITERATOR_TTL_MS);
+        return;
+    }
+    stream_t *s = catalog_find(srv->catalog, pos.stream);
+    if (s == NULL || s->created_ms != pos.stream_created_ms ||
+        effective_status(s, c->now_ms) == STREAM_DELETING) {
+        api_stream_not_found(c, pos.stream);
+        return;
+    }
+    shard_t *sh = (shard_t *)stream_find_shard(s, pos.shard);
+    if (sh == NULL || sh->rt == NULL) {
+        char id[32];
+        shard_id_format(pos.shard, id);
+        api_error(c, KERR_RESOURCE_NOT_FOUND, "Shard %s in stream %s under account %s does not exist", id, s->name,
+                  srv->cfg.account_id);
+        return;
+    }
+    if (srv->cfg.shard_limits && !dataplane_take_read(sh->rt, c->now_ms)) {
+        char id[32];
+        shard_id_format(sh->index, id);
+        api_error(c, KERR_PROVISIONED_THROUGHPUT_EXCEEDED, "Rate exceeded for Shard - %s in stream %s under account %s.",
+                  id, s->name, srv->cfg.account_id);
+        return;
+    }
+    int64_t limit = GET_RECORDS_DEFAULT_LIMIT;
+    api_int(c, "Limit", &limit);
+    engine_t *eng = srv->engine;
+    uint64_t horizon = dataplane_trim_horizon(srv, s, sh->rt, c->now_ms);
+    uint64_t from = pos.position < horizon ? horizon : pos.position;
+
+    read_ctx_t rc = {c, sh, 0, 0, s->cfg.encrypted};
+    uint64_t next = from;
+    jsonw_key(&c->w, "Records");
+    jsonw_arr_begin(&c->w);
+    int err = eng->ops->read(eng, sh->rt->storage, from, (size_t)limit, GET_RECORDS_MAX_BYTES, write_record, &rc,
+                             &next);
+    jsonw_arr_end(&c->w);
+    if (err != 0) {
+        api_error(c, KERR_INTERNAL_FAILURE, "Internal service failure.");
+        return;
+    }
+    if (srv->cfg.shard_limits) {
+        dataplane_charge_read(sh->rt, rc.bytes);
+    }
+    uint64_t end = 0;
+    int64_t last_arrival = 0;
+    eng->ops->bounds(eng, sh->rt->storage, NULL, &end, &last_arrival);
+    pos.position = next;
+    pos.issued_ms = c->now_ms;
+    buf_t tok = BUF_INIT;
+    iterator_encode(srv, &pos, &tok);
+    jsonw_key(&c->w, "NextShardIterator");
+    jsonw_strn(&c->w, tok.data, tok.len);
+    buf_dispose(&tok);
+    int64_t behind = 0;
+    if (next < end) {
+        int64_t ref = rc.last_arrival ? rc.last_arrival : last_arrival;
+        behind = c->now_ms > ref ? c->now_ms - ref : 0;
+    }
+    jsonw_key(&c->w, "MillisBehindLatest");
+    jsonw_int(&c->w, behind);
+    api_ok(c);
+}

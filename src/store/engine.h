@@ -1,0 +1,71 @@
+/*
+ * engine: the storage engine interface the API handlers use for record data. An engine stores the records
+ * of shards (append, read from a position, find a position by time, trim old data, drop) and tells when
+ * appended records are as durable as the configured mode promises. The local engine (engine_local.c, on
+ * shardlog.c) is the first implementation; an engine on a distributed store can be added behind the same
+ * table without touching the handlers.
+ *
+ * Record positions are record indexes within a shard (the ordering key of sequence numbers, seqnum.h).
+ */
+#ifndef EDDY_STORE_ENGINE_H
+#define EDDY_STORE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/shardlog.h"
+
+typedef enum durability {
+    DURABILITY_FSYNC,    /* acknowledged only after fdatasync; group commit shares one sync among writers */
+    DURABILITY_INTERVAL, /* acknowledged once written; synced every interval_ms */
+    DURABILITY_NONE,     /* acknowledged once written; synced by the OS when it likes */
+} durability_t;
+
+typedef struct engine engine_t;
+typedef struct engine_shard engine_shard_t; /* one shard's storage; opaque */
+
+/* Completion of a durability wait: status 0 or -errno. Called on an engine thread. */
+typedef void (*engine_done_fn)(void *arg, int status);
+
+typedef struct engine_ops {
+    /* Opens the storage of shard `shard` of `stream` (created when new, starting at first_index). */
+    int (*open_shard)(engine_t *e, const char *stream, uint32_t shard, uint64_t first_index, engine_shard_t **out);
+    /* Releases a handle from open_shard. */
+    void (*close_shard)(engine_t *e, engine_shard_t *s);
+    /* Deletes the shard's data and releases the handle. */
+    int (*drop_shard)(engine_t *e, engine_shard_t *s);
+    /* Removes what is left of a stream's storage (its folder) once all its shards are dropped. */
+    void (*drop_stream)(engine_t *e, const char *stream);
+    int (*append)(engine_t *e, engine_shard_t *s, const log_entry_t *entries, size_t n, int64_t now_ms,
+                  uint64_t *first, int64_t *arrival_ms);
+    /* Arranges for done(arg, status) once every record appended to s so far is durable per the mode.
+     * Returns 1 when that is already the case (done is not called), 0 when done will be called. */
+    int (*when_durable)(engine_t *e, engine_shard_t *s, engine_done_fn done, void *arg);
+    int (*read)(engine_t *e, engine_shard_t *s, uint64_t from, size_t max_records, size_t max_bytes,
+                log_visit_fn fn, void *arg, uint64_t *next);
+    int (*seek_time)(engine_t *e, engine_shard_t *s, int64_t ts_ms, uint64_t *index);
+    void (*bounds)(engine_t *e, engine_shard_t *s, uint64_t *first, uint64_t *visible_end, int64_t *last_arrival);
+    /* Frees storage whose records all arrived before before_ms. */
+    int (*trim)(engine_t *e, engine_shard_t *s, int64_t before_ms);
+    /* Stops the engine's threads (after syncing) and frees it. */
+    void (*close)(engine_t *e);
+} engine_ops_t;
+
+struct engine {
+    const engine_ops_t *ops;
+};
+
+typedef struct engine_local_options {
+    const char *data_dir;      /* streams live in data_dir/streams/<stream>/<shard index> */
+    durability_t durability;
+    int interval_ms;           /* DURABILITY_INTERVAL period */
+    shard_log_options_t log;   /* segment size, index interval, I/O table */
+} engine_local_options_t;
+
+/* Starts the local engine (and its sync thread). Returns NULL with errmsg on failure. */
+engine_t *engine_local_new(const engine_local_options_t *opt, char *errmsg, size_t errmsg_len);
+
+const char *durability_name(durability_t d);
+
+#endif

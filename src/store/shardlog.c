@@ -1,0 +1,901 @@
+/*
+ * shardlog: one shard's append-only log (see shardlog.h for the contract and segment.h for the format).
+ *
+ * Locks: append_lock serialises appends, rolls and the bookkeeping of syncs; segs_lock (rw) protects the
+ * segment array: readers hold it shared for a whole read, rolls and trims take it exclusively. The active
+ * segment is only written under append_lock. Index entries live in an array allocated once per segment and
+ * are published with a release store of idx_count, so readers search them without taking append_lock.
+ */
+#include "store/shardlog.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#define READ_CHUNK (256 * 1024)
+#define MAX_BATCH_OVERSHOOT (16u << 20)
+
+typedef struct index_entry {
+    uint64_t index;
+    uint64_t offset;
+    int64_t arrival_ms;
+} index_entry_t;
+
+typedef struct segment {
+    uint64_t first_index;
+    _Atomic uint64_t end_index; /* one past the last written record */
+    uint64_t size;              /* bytes written (append_lock) */
+    uint64_t synced_size;       /* bytes known durable (append_lock) */
+    _Atomic int64_t last_arrival_ms;
+    int fd;
+    index_entry_t *idx;
+    size_t idx_cap;
+    _Atomic size_t idx_count;
+    uint64_t last_indexed_offset; /* append_lock */
+} segment_t;
+
+struct shard_log {
+    char dir[4096];
+    shard_log_options_t opt;
+    pthread_mutex_t append_lock;
+    pthread_mutex_t sync_lock;
+    pthread_rwlock_t segs_lock;
+    segment_t **segs;
+    size_t nsegs, segs_cap;
+    _Atomic uint64_t written_end;
+    _Atomic uint64_t durable_end;
+    _Atomic uint64_t visible_end;
+    int64_t last_arrival; /* append_lock */
+    _Atomic int refs;
+};
+
+void shard_log_default_options(shard_log_options_t *opt)
+{
+    opt->io = &fileio_posix;
+    opt->segment_bytes = 64u << 20;
+    opt->index_interval = 16u << 10;
+    opt->visible_after_sync = true;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (p == NULL) {
+        log_error("out of memory");
+        abort();
+    }
+    return p;
+}
+
+static void seg_path(const shard_log_t *log, uint64_t first_index, char *out, size_t len)
+{
+    char name[32];
+    seg_file_name(first_index, name);
+    snprintf(out, len, "%s/%s", log->dir, name);
+}
+
+static segment_t *segment_new(const shard_log_t *log, uint64_t first_index, int fd)
+{
+    segment_t *seg = xcalloc(1, sizeof *seg);
+    seg->first_index = first_index;
+    atomic_init(&seg->end_index, first_index);
+    seg->fd = fd;
+    seg->idx_cap = (log->opt.segment_bytes + MAX_BATCH_OVERSHOOT) / log->opt.index_interval + 4;
+    seg->idx = xcalloc(seg->idx_cap, sizeof *seg->idx);
+    atomic_init(&seg->idx_count, 0);
+    atomic_init(&seg->last_arrival_ms, 0);
+    return seg;
+}
+
+static void segment_free(const shard_log_t *log, segment_t *seg)
+{
+    if (seg->fd >= 0) {
+        log->opt.io->close(seg->fd);
+    }
+    free(seg->idx);
+    free(seg);
+}
+
+/* Adds a sparse index entry for a frame at offset (append_lock, or during open). */
+static void maybe_index(const shard_log_t *log, segment_t *seg, uint64_t index, uint64_t offset, int64_t arrival)
+{
+    size_t n = atomic_load_explicit(&seg->idx_count, memory_order_relaxed);
+    if (n > 0 && offset - seg->last_indexed_offset < log->opt.index_interval) {
+        return;
+    }
+    if (n == seg->idx_cap) {
+        return; /* reads scan a little further; never happens with sane batch sizes */
+    }
+    seg->idx[n] = (index_entry_t){index, offset, arrival};
+    seg->last_indexed_offset = offset;
+    atomic_store_explicit(&seg->idx_count, n + 1, memory_order_release);
+}
+
+static void push_segment(shard_log_t *log, segment_t *seg)
+{
+    if (log->nsegs == log->segs_cap) {
+        size_t cap = log->segs_cap ? log->segs_cap * 2 : 8;
+        segment_t **p = realloc(log->segs, cap * sizeof *p);
+        if (p == NULL) {
+            abort();
+        }
+        log->segs = p;
+        log->segs_cap = cap;
+    }
+    log->segs[log->nsegs++] = seg;
+}
+
+/* Creates a new empty segment file starting at first_index and makes its name durable. */
+static int create_segment(shard_log_t *log, uint64_t first_index, segment_t **out)
+{
+    const fileio_t *io = log->opt.io;
+    char path[4200];
+    seg_path(log, first_index, path, sizeof path);
+    int fd = io->open(path, O_RDWR | O_CREAT | O_TRUNC, 0640);
+    if (fd < 0) {
+        return -errno;
+    }
+    unsigned char header[SEG_HEADER_SIZE];
+    seg_encode_header(header, first_index);
+    int rc = fileio_write_all(io, fd, header, sizeof header, 0);
+    if (rc == 0 && io->fdatasync(fd) != 0) {
+        rc = -errno;
+    }
+    if (rc == 0) {
+        rc = fileio_sync_dir(io, log->dir);
+    }
+    if (rc != 0) {
+        io->close(fd);
+        io->unlink(path);
+        return rc;
+    }
+    segment_t *seg = segment_new(log, first_index, fd);
+    seg->size = SEG_HEADER_SIZE;
+    seg->synced_size = SEG_HEADER_SIZE;
+    *out = seg;
+    return 0;
+}
+
+/* ---- recovery ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Lists the first indexes of the segment files in dir, sorted. */
+static int list_segments(const char *dir, uint64_t **out, size_t *count)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return -errno;
+    }
+    uint64_t *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len != 24 || strcmp(e->d_name + 20, ".seg") != 0 || strspn(e->d_name, "0123456789") != 20) {
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *p = realloc(v, cap * sizeof *p);
+            if (p == NULL) {
+                abort();
+            }
+            v = p;
+        }
+        v[n++] = strtoull(e->d_name, NULL, 10);
+    }
+    closedir(d);
+    if (n > 0) {
+        qsort(v, n, sizeof *v, cmp_u64);
+    }
+    *out = v;
+    *count = n;
+    return 0;
+}
+
+/* Moves a damaged segment out of the way (kept for inspection, never served). */
+static void quarantine(shard_log_t *log, uint64_t first_index)
+{
+    char from[4200], to[4220];
+    seg_path(log, first_index, from, sizeof from);
+    snprintf(to, sizeof to, "%s.corrupt", from);
+    log->opt.io->rename(from, to);
+    log_error("shard log %s: segment %s is damaged; moved to %s", log->dir, from, to);
+}
+
+/* Scans seg's frames from the header on, building its index. Returns the offset of the end of the last
+ * valid frame; *status is the reason the scan stopped (SEG_INCOMPLETE at a clean end of file). */
+static int scan_segment(shard_log_t *log, segment_t *seg, uint64_t file_size, uint64_t *valid_end,
+                        seg_status_t *status)
+{
+    const fileio_t *io = log->opt.io;
+    size_t cap = READ_CHUNK;
+    unsigned char *buf = malloc(cap);
+    if (buf == NULL) {
+        abort();
+    }
+    uint64_t off = SEG_HEADER_SIZE;
+    uint64_t expected = seg->first_index;
+    int64_t last_arrival = 0;
+    *status = SEG_INCOMPLETE;
+    int rc = 0;
+    while (off < file_size) {
+        size_t want = cap;
+        if (file_size - off < want) {
+            want = (size_t)(file_size - off);
+        }
+        ssize_t got = fileio_read_full(io, seg->fd, buf, want, (off_t)off);
+        if (got < 0) {
+            rc = (int)got;
+            break;
+        }
+        size_t pos = 0;
+        seg_status_t st = SEG_OK;
+        while (pos < (size_t)got) {
+            seg_record_t rec;
+            size_t len;
+            st = seg_decode_frame(buf + pos, (size_t)got - pos, expected, &rec, &len);
+            if (st != SEG_OK) {
+                break;
+            }
+            if (rec.arrival_ms < last_arrival) {
+                st = SEG_BAD_INDEX;
+                break;
+            }
+            maybe_index(log, seg, rec.index, off + pos, rec.arrival_ms);
+            last_arrival = rec.arrival_ms;
+            expected++;
+            pos += len;
+        }
+        if (st == SEG_INCOMPLETE && pos == 0 && (uint64_t)got == want && off + got < file_size) {
+            /* a frame larger than the buffer: grow and retry */
+            uint32_t frame_len;
+            uint64_t ignored;
+            seg_peek_frame(buf, (size_t)got, &frame_len, &ignored);
+            if (frame_len > cap && frame_len <= (64u << 20)) {
+                unsigned char *p = realloc(buf, frame_len);
+                if (p == NULL) {
+                    abort();
+                }
+                buf = p;
+                cap = frame_len;
+                continue;
+            }
+        }
+        off += pos;
+        if (st != SEG_OK && !(st == SEG_INCOMPLETE && pos > 0 && off < file_size)) {
+            *status = st;
+            break;
+        }
+        if ((size_t)got < want) {
+            break;
+        }
+    }
+    free(buf);
+    *valid_end = off;
+    atomic_store(&seg->end_index, expected);
+    atomic_store(&seg->last_arrival_ms, last_arrival);
+    seg->size = off;
+    seg->synced_size = off;
+    return rc;
+}
+
+static int recover(shard_log_t *log, uint64_t first_index, char *errmsg, size_t errmsg_len)
+{
+    const fileio_t *io = log->opt.io;
+    uint64_t *firsts = NULL;
+    size_t count = 0;
+    int rc = list_segments(log->dir, &firsts, &count);
+    if (rc != 0) {
+        snprintf(errmsg, errmsg_len, "cannot list %s: %s", log->dir, strerror(-rc));
+        return rc;
+    }
+    uint64_t expected = count > 0 ? firsts[0] : first_index;
+    bool stop = false;
+    for (size_t i = 0; i < count; i++) {
+        if (stop) {
+            quarantine(log, firsts[i]);
+            continue;
+        }
+        char path[4200];
+        seg_path(log, firsts[i], path, sizeof path);
+        int fd = io->open(path, O_RDWR, 0);
+        if (fd < 0) {
+            rc = -errno;
+            snprintf(errmsg, errmsg_len, "cannot open %s: %s", path, strerror(errno));
+            goto out;
+        }
+        struct stat st;
+        fstat(fd, &st);
+        unsigned char header[SEG_HEADER_SIZE];
+        uint64_t header_first = 0;
+        ssize_t got = fileio_read_full(io, fd, header, sizeof header, 0);
+        bool header_ok = got == (ssize_t)sizeof header && seg_decode_header(header, &header_first) &&
+                         header_first == firsts[i] && firsts[i] == expected;
+        if (!header_ok) {
+            io->close(fd);
+            if (i + 1 == count && (uint64_t)st.st_size < SEG_HEADER_SIZE && firsts[i] == expected) {
+                io->unlink(path); /* crashed while creating it: nothing was ever written there */
+            } else {
+                quarantine(log, firsts[i]);
+            }
+            stop = true;
+            continue;
+        }
+        segment_t *seg = segment_new(log, firsts[i], fd);
+        uint64_t valid_end = 0;
+        seg_status_t why;
+        rc = scan_segment(log, seg, (uint64_t)st.st_size, &valid_end, &why);
+        if (rc != 0) {
+            snprintf(errmsg, errmsg_len, "cannot read %s: %s", path, strerror(-rc));
+            segment_free(log, seg);
+            goto out;
+        }
+        if (valid_end < (uint64_t)st.st_size) {
+            /* torn tail or damage: the log ends here */
+            if (why != SEG_INCOMPLETE || i + 1 < count) {
+                log_warn("shard log %s: %s: invalid frame at offset %" PRIu64 " (reason %d); truncating", log->dir,
+                         path, valid_end, (int)why);
+            }
+            if (io->ftruncate(fd, (off_t)valid_end) != 0 || io->fdatasync(fd) != 0) {
+                rc = -errno;
+                snprintf(errmsg, errmsg_len, "cannot truncate %s: %s", path, strerror(errno));
+                segment_free(log, seg);
+                goto out;
+            }
+            stop = i + 1 < count;
+        }
+        expected = atomic_load(&seg->end_index);
+        push_segment(log, seg);
+    }
+    if (log->nsegs == 0) {
+        segment_t *seg;
+        rc = create_segment(log, expected, &seg);
+        if (rc != 0) {
+            snprintf(errmsg, errmsg_len, "cannot create a segment in %s: %s", log->dir, strerror(-rc));
+            goto out;
+        }
+        push_segment(log, seg);
+    }
+    segment_t *last = log->segs[log->nsegs - 1];
+    uint64_t end = atomic_load(&last->end_index);
+    atomic_init(&log->written_end, end);
+    atomic_init(&log->durable_end, end);
+    atomic_init(&log->visible_end, end);
+    log->last_arrival = atomic_load(&last->last_arrival_ms);
+    rc = 0;
+out:
+    free(firsts);
+    return rc;
+}
+
+static int make_dirs(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+                return -errno;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+        return -errno;
+    }
+    return 0;
+}
+
+int shard_log_open(const char *dir, const shard_log_options_t *opt, uint64_t first_index, shard_log_t **out,
+                   char *errmsg, size_t errmsg_len)
+{
+    int rc = make_dirs(dir);
+    if (rc != 0) {
+        snprintf(errmsg, errmsg_len, "cannot create %s: %s", dir, strerror(-rc));
+        return rc;
+    }
+    shard_log_t *log = xcalloc(1, sizeof *log);
+    snprintf(log->dir, sizeof log->dir, "%s", dir);
+    log->opt = *opt;
+    pthread_mutex_init(&log->append_lock, NULL);
+    pthread_mutex_init(&log->sync_lock, NULL);
+    pthread_rwlock_init(&log->segs_lock, NULL);
+    atomic_init(&log->refs, 1);
+    rc = recover(log, first_index, errmsg, errmsg_len);
+    if (rc != 0) {
+        shard_log_unref(log);
+        return rc;
+    }
+    *out = log;
+    return 0;
+}
+
+void shard_log_ref(shard_log_t *log)
+{
+    atomic_fetch_add(&log->refs, 1);
+}
+
+void shard_log_unref(shard_log_t *log)
+{
+    if (log == NULL || atomic_fetch_sub(&log->refs, 1) != 1) {
+        return;
+    }
+    for (size_t i = 0; i < log->nsegs; i++) {
+        segment_free(log, log->segs[i]);
+    }
+    free(log->segs);
+    pthread_mutex_destroy(&log->append_lock);
+    pthread_mutex_destroy(&log->sync_lock);
+    pthread_rwlock_destroy(&log->segs_lock);
+    free(log);
+}
+
+int shard_log_destroy_files(shard_log_t *log)
+{
+    pthread_mutex_lock(&log->append_lock);
+    pthread_rwlock_wrlock(&log->segs_lock);
+    int rc = 0;
+    for (size_t i = 0; i < log->nsegs; i++) {
+        char path[4200];
+        seg_path(log, log->segs[i]->first_index, path, sizeof path);
+        if (log->opt.io->unlink(path) != 0 && errno != ENOENT) {
+            rc = -errno;
+        }
+    }
+    /* quarantined files and the folder itself */
+    DIR *d = opendir(log->dir);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strstr(e->d_name, ".corrupt") != NULL) {
+                char path[4400];
+                snprintf(path, sizeof path, "%s/%s", log->dir, e->d_name);
+                log->opt.io->unlink(path);
+            }
+        }
+        closedir(d);
+    }
+    rmdir(log->dir);
+    pthread_rwlock_unlock(&log->segs_lock);
+    pthread_mutex_unlock(&log->append_lock);
+    return rc;
+}
+
+/* ---- appending ---- */
+
+static segment_t *active_segment(shard_log_t *log)
+{
+    pthread_rwlock_rdlock(&log->segs_lock);
+    segment_t *seg = log->segs[log->nsegs - 1];
+    pthread_rwlock_unlock(&log->segs_lock);
+    return seg;
+}
+
+/* Starts a new segment (append_lock held): the old one is synced first so only the active segment ever
+ * holds bytes that are not durable. */
+static int roll(shard_log_t *log, segment_t *old, segment_t **out)
+{
+    if (old->synced_size < old->size) {
+        if (log->opt.io->fdatasync(old->fd) != 0) {
+            return -errno;
+        }
+        old->synced_size = old->size;
+    }
+    uint64_t end = atomic_load(&log->written_end);
+    atomic_store(&log->durable_end, end);
+    if (log->opt.visible_after_sync) {
+        atomic_store_explicit(&log->visible_end, end, memory_order_release);
+    }
+    segment_t *seg;
+    int rc = create_segment(log, end, &seg);
+    if (rc != 0) {
+        return rc;
+    }
+    pthread_rwlock_wrlock(&log->segs_lock);
+    push_segment(log, seg);
+    pthread_rwlock_unlock(&log->segs_lock);
+    *out = seg;
+    return 0;
+}
+
+int shard_log_append(shard_log_t *log, const log_entry_t *e, size_t n, int64_t now_ms, uint64_t *first,
+                     int64_t *arrival_ms)
+{
+    if (n == 0) {
+        return -EINVAL;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].pk_len == 0 || e[i].pk_len > SEG_MAX_PK || e[i].data_len > UINT32_MAX - 2048) {
+            return -EINVAL;
+        }
+        total += seg_frame_size(e[i].pk_len, e[i].data_len);
+    }
+    unsigned char *frames = malloc(total);
+    uint64_t *offsets = malloc(n * sizeof *offsets);
+    if (frames == NULL || offsets == NULL) {
+        abort();
+    }
+    int rc = 0;
+    pthread_mutex_lock(&log->append_lock);
+    segment_t *seg = active_segment(log);
+    if (seg->size >= log->opt.segment_bytes && atomic_load(&seg->end_index) > seg->first_index) {
+        rc = roll(log, seg, &seg);
+        if (rc != 0) {
+            goto out;
+        }
+    }
+    int64_t arrival = now_ms > log->last_arrival ? now_ms : log->last_arrival;
+    uint64_t index = atomic_load(&log->written_end);
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        offsets[i] = seg->size + pos;
+        seg_encode_frame(frames + pos, index + i, arrival, e[i].pk, e[i].pk_len, e[i].data, e[i].data_len);
+        pos += seg_frame_size(e[i].pk_len, e[i].data_len);
+    }
+    rc = fileio_write_all(log->opt.io, seg->fd, frames, total, (off_t)seg->size);
+    if (rc != 0) {
+        /* leave no partial frame behind; if this fails too, recovery cuts the tail at the next start */
+        log->opt.io->ftruncate(seg->fd, (off_t)seg->size);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        maybe_index(log, seg, index + i, offsets[i], arrival);
+    }
+    seg->size += total;
+    atomic_store(&seg->last_arrival_ms, arrival);
+    atomic_store_explicit(&seg->end_index, index + n, memory_order_release);
+    log->last_arrival = arrival;
+    atomic_store_explicit(&log->written_end, index + n, memory_order_release);
+    if (!log->opt.visible_after_sync) {
+        atomic_store_explicit(&log->visible_end, index + n, memory_order_release);
+    }
+    *first = index;
+    *arrival_ms = arrival;
+out:
+    pthread_mutex_unlock(&log->append_lock);
+    free(frames);
+    free(offsets);
+    return rc;
+}
+
+bool shard_log_dirty(shard_log_t *log)
+{
+    return atomic_load(&log->durable_end) != atomic_load(&log->written_end);
+}
+
+int shard_log_sync(shard_log_t *log, uint64_t *synced_end)
+{
+    pthread_mutex_lock(&log->sync_lock);
+    pthread_mutex_lock(&log->append_lock);
+    segment_t *seg = active_segment(log);
+    uint64_t end = atomic_load(&log->written_end);
+    uint64_t size = seg->size;
+    int fd = seg->fd;
+    bool needed = seg->synced_size < size;
+    pthread_mutex_unlock(&log->append_lock);
+
+    int rc = 0;
+    if (needed && log->opt.io->fdatasync(fd) != 0) {
+        rc = -errno;
+    }
+    pthread_mutex_lock(&log->append_lock);
+    if (rc == 0) {
+        if (seg->synced_size < size) {
+            seg->synced_size = size;
+        }
+        if (atomic_load(&log->durable_end) < end) {
+            atomic_store(&log->durable_end, end);
+        }
+        if (log->opt.visible_after_sync && atomic_load(&log->visible_end) < end) {
+            atomic_store_explicit(&log->visible_end, end, memory_order_release);
+        }
+    } else if (active_segment(log) == seg) {
+        /* The kernel may have dropped the dirty pages: the bytes after the last good sync cannot be
+         * trusted. Cut them off; their writers get the error and nobody has seen them. */
+        uint64_t durable = atomic_load(&log->durable_end);
+        log_error("shard log %s: fdatasync failed (%s); discarding records %" PRIu64 "..%" PRIu64, log->dir,
+                  strerror(-rc), durable, atomic_load(&log->written_end));
+        log->opt.io->ftruncate(seg->fd, (off_t)seg->synced_size);
+        seg->size = seg->synced_size;
+        atomic_store(&seg->end_index, durable);
+        atomic_store(&log->written_end, durable);
+        size_t count = atomic_load(&seg->idx_count);
+        while (count > 0 && seg->idx[count - 1].index >= durable) {
+            count--;
+        }
+        atomic_store(&seg->idx_count, count);
+        seg->last_indexed_offset = count > 0 ? seg->idx[count - 1].offset : 0;
+        if (!log->opt.visible_after_sync) {
+            atomic_store(&log->visible_end, durable);
+        }
+    }
+    if (synced_end != NULL) {
+        *synced_end = atomic_load(&log->durable_end);
+    }
+    pthread_mutex_unlock(&log->append_lock);
+    pthread_mutex_unlock(&log->sync_lock);
+    return rc;
+}
+
+/* ---- reading ---- */
+
+void shard_log_bounds(shard_log_t *log, uint64_t *first, uint64_t *visible_end, int64_t *last_arrival_ms)
+{
+    pthread_rwlock_rdlock(&log->segs_lock);
+    uint64_t end = atomic_load_explicit(&log->visible_end, memory_order_acquire);
+    if (first != NULL) {
+        *first = log->segs[0]->first_index;
+    }
+    if (visible_end != NULL) {
+        *visible_end = end;
+    }
+    if (last_arrival_ms != NULL) {
+        /* the last visible record's arrival: the active segment's unless it has none visible */
+        int64_t arrival = 0;
+        for (size_t i = log->nsegs; i-- > 0;) {
+            segment_t *seg = log->segs[i];
+            if (seg->first_index < end && atomic_load(&seg->end_index) > seg->first_index) {
+                arrival = atomic_load(&seg->last_arrival_ms);
+                break;
+            }
+        }
+        *last_arrival_ms = arrival;
+    }
+    pthread_rwlock_unlock(&log->segs_lock);
+}
+
+uint64_t shard_log_written_end(shard_log_t *log)
+{
+    return atomic_load(&log->written_end);
+}
+
+/* Offset of the last index entry at or before `index` in seg. */
+static uint64_t index_floor(const segment_t *seg, uint64_t index)
+{
+    size_t n = atomic_load_explicit(&seg->idx_count, memory_order_acquire);
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (seg->idx[mid].index <= index) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo == 0 ? SEG_HEADER_SIZE : seg->idx[lo - 1].offset;
+}
+
+typedef struct read_state {
+    size_t max_records, max_bytes;
+    size_t records, bytes;
+    uint64_t from, end, next;
+    log_visit_fn fn;
+    void *arg;
+    bool done;
+} read_state_t;
+
+/* Reads frames of one segment starting at offset; visits those in [from, end). */
+static int read_segment(shard_log_t *log, segment_t *seg, uint64_t offset, read_state_t *rs)
+{
+    const fileio_t *io = log->opt.io;
+    size_t cap = READ_CHUNK;
+    unsigned char *buf = malloc(cap);
+    if (buf == NULL) {
+        abort();
+    }
+    int rc = 0;
+    uint64_t expected = UINT64_MAX;
+    while (!rs->done) {
+        ssize_t got = fileio_read_full(io, seg->fd, buf, cap, (off_t)offset);
+        if (got < 0) {
+            rc = (int)got;
+            break;
+        }
+        if (got == 0) {
+            break; /* end of this segment */
+        }
+        size_t pos = 0;
+        seg_status_t st = SEG_OK;
+        while (pos < (size_t)got && !rs->done) {
+            seg_record_t rec;
+            size_t len;
+            st = seg_decode_frame(buf + pos, (size_t)got - pos, expected, &rec, &len);
+            if (st != SEG_OK) {
+                break;
+            }
+            expected = rec.index + 1;
+            pos += len;
+            if (rec.index >= rs->end) {
+                rs->done = true;
+                break;
+            }
+            if (rec.index < rs->from) {
+                continue;
+            }
+            size_t size = rec.pk_len + rec.data_len;
+            if (rs->records > 0 && (rs->records >= rs->max_records || rs->bytes + size > rs->max_bytes)) {
+                rs->done = true;
+                break;
+            }
+            rs->records++;
+            rs->bytes += size;
+            rs->next = rec.index + 1;
+            if (!rs->fn(rs->arg, &rec)) {
+                rs->done = true;
+            }
+            if (rs->records >= rs->max_records) {
+                rs->done = true;
+            }
+        }
+        if (rs->done) {
+            break;
+        }
+        if (st != SEG_OK && expected != UINT64_MAX && expected >= rs->end) {
+            break; /* past the visible end: a frame may be in the middle of being written */
+        }
+        if (st == SEG_INCOMPLETE) {
+            if ((size_t)got < cap && pos == (size_t)got) {
+                break; /* clean end of the file */
+            }
+            if (pos == 0) {
+                uint32_t frame_len = 0;
+                uint64_t ignored;
+                seg_peek_frame(buf, (size_t)got, &frame_len, &ignored);
+                if ((size_t)got < cap || frame_len <= cap || frame_len > (64u << 20)) {
+                    /* a partial frame below the visible end cannot happen: damage */
+                    rc = (size_t)got < cap ? 0 : -EIO;
+                    break;
+                }
+                unsigned char *p = realloc(buf, frame_len);
+                if (p == NULL) {
+                    abort();
+                }
+                buf = p;
+                cap = frame_len;
+                continue;
+            }
+            offset += pos;
+            continue;
+        }
+        if (st != SEG_OK) {
+            log_error("shard log %s: corrupt frame in segment %" PRIu64 " at offset %" PRIu64 " (reason %d)",
+                      log->dir, seg->first_index, offset + pos, (int)st);
+            rc = -EIO;
+            break;
+        }
+        offset += pos;
+    }
+    free(buf);
+    return rc;
+}
+
+int shard_log_read(shard_log_t *log, uint64_t from, size_t max_records, size_t max_bytes, log_visit_fn fn,
+                   void *arg, uint64_t *next)
+{
+    read_state_t rs = {.max_records = max_records ? max_records : 1, .max_bytes = max_bytes, .from = from,
+                       .next = from, .fn = fn, .arg = arg};
+    int rc = 0;
+    pthread_rwlock_rdlock(&log->segs_lock);
+    rs.end = atomic_load_explicit(&log->visible_end, memory_order_acquire);
+    if (rs.from < log->segs[0]->first_index) {
+        rs.from = log->segs[0]->first_index;
+        rs.next = rs.from;
+    }
+    size_t i = log->nsegs;
+    while (i > 0 && log->segs[i - 1]->first_index > rs.from) {
+        i--;
+    }
+    for (i = i > 0 ? i - 1 : 0; i < log->nsegs && rs.from < rs.end && !rs.done; i++) {
+        segment_t *seg = log->segs[i];
+        if (atomic_load(&seg->end_index) <= rs.from && i + 1 < log->nsegs) {
+            continue;
+        }
+        uint64_t start = rs.from > seg->first_index ? rs.from : seg->first_index;
+        rc = read_segment(log, seg, index_floor(seg, start), &rs);
+        if (rc != 0) {
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&log->segs_lock);
+    *next = rs.next;
+    return rc;
+}
+
+typedef struct seek_state {
+    int64_t ts;
+    uint64_t found;
+    bool hit;
+} seek_state_t;
+
+static bool seek_visit(void *arg, const seg_record_t *rec)
+{
+    seek_state_t *s = arg;
+    if (rec->arrival_ms >= s->ts) {
+        s->found = rec->index;
+        s->hit = true;
+        return false;
+    }
+    return true;
+}
+
+int shard_log_seek_time(shard_log_t *log, int64_t ts_ms, uint64_t *index)
+{
+    uint64_t start = 0, end = 0;
+    pthread_rwlock_rdlock(&log->segs_lock);
+    end = atomic_load_explicit(&log->visible_end, memory_order_acquire);
+    start = log->segs[0]->first_index;
+    /* the first segment whose last arrival reaches ts, then the last index entry before ts in it */
+    for (size_t i = 0; i < log->nsegs; i++) {
+        segment_t *seg = log->segs[i];
+        if (atomic_load(&seg->last_arrival_ms) < ts_ms && i + 1 < log->nsegs) {
+            continue;
+        }
+        start = seg->first_index;
+        size_t n = atomic_load_explicit(&seg->idx_count, memory_order_acquire);
+        for (size_t k = 0; k < n && seg->idx[k].arrival_ms < ts_ms; k++) {
+            start = seg->idx[k].index;
+        }
+        break;
+    }
+    pthread_rwlock_unlock(&log->segs_lock);
+    seek_state_t s = {ts_ms, end, false};
+    while (!s.hit && start < end) {
+        uint64_t next = start;
+        int rc = shard_log_read(log, start, 10000, SIZE_MAX, seek_visit, &s, &next);
+        if (rc != 0) {
+            return rc;
+        }
+        if (next == start) {
+            break;
+        }
+        start = next;
+    }
+    *index = s.hit ? s.found : end;
+    return 0;
+}
+
+int shard_log_trim(shard_log_t *log, int64_t before_ms)
+{
+    int removed = 0;
+    pthread_mutex_lock(&log->append_lock);
+    pthread_rwlock_wrlock(&log->segs_lock);
+    uint64_t visible = atomic_load(&log->visible_end);
+    while (log->nsegs > 1) {
+        segment_t *seg = log->segs[0];
+        uint64_t end = atomic_load(&seg->end_index);
+        if (atomic_load(&seg->last_arrival_ms) >= before_ms || end > visible) {
+            break;
+        }
+        char path[4200];
+        seg_path(log, seg->first_index, path, sizeof path);
+        if (log->opt.io->unlink(path) != 0 && errno != ENOENT) {
+            log_warn("shard log %s: cannot delete %s: %s", log->dir, path, strerror(errno));
+            break;
+        }
+        segment_free(log, seg);
+        memmove(log->segs, log->segs + 1, (log->nsegs - 1) * sizeof *log->segs);
+        log->nsegs--;
+        removed++;
+    }
+    pthread_rwlock_unlock(&log->segs_lock);
+    pthread_mutex_unlock(&log->append_lock);
+    return removed;
+}

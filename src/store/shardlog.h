@@ -1,0 +1,82 @@
+/*
+ * shardlog: the local storage engine's log of one shard: a folder of append-only segment files (format in
+ * segment.h) with an in-memory sparse index (record index -> file offset, with arrival times for seeking
+ * by time).
+ *
+ * Concurrency: any thread may call any function. Appends are serialised by a per-log mutex; readers never
+ * wait for appends (they read what is visible: records below shard_log_visible_end()). Records become
+ * visible when they are durable as the log's mode promises: after shard_log_sync() for SHARD_LOG_SYNCED
+ * logs, right after the append otherwise.
+ *
+ * Lifetime: a log is reference counted; shard_log_open returns one reference.
+ */
+#ifndef EDDY_STORE_SHARDLOG_H
+#define EDDY_STORE_SHARDLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/fileio.h"
+#include "store/segment.h"
+
+typedef struct shard_log shard_log_t;
+
+typedef struct shard_log_options {
+    const fileio_t *io;     /* borrowed; &fileio_posix unless a test injects faults */
+    size_t segment_bytes;   /* a new segment starts once the active one reaches this size */
+    size_t index_interval;  /* bytes between sparse index entries */
+    bool visible_after_sync; /* records become visible only once synced (--durability fsync) */
+} shard_log_options_t;
+
+void shard_log_default_options(shard_log_options_t *opt);
+
+/* Opens (and recovers) the log in dir, creating dir when needed. first_index is the index of the first
+ * record when the log is new. Returns 0 or -errno; errmsg says why. */
+int shard_log_open(const char *dir, const shard_log_options_t *opt, uint64_t first_index, shard_log_t **out,
+                   char *errmsg, size_t errmsg_len);
+void shard_log_ref(shard_log_t *log);
+/* Drops a reference; the last one closes the files. */
+void shard_log_unref(shard_log_t *log);
+/* Removes every file of the log (after which only unref is allowed). */
+int shard_log_destroy_files(shard_log_t *log);
+
+typedef struct log_entry {
+    const char *pk;
+    size_t pk_len;
+    const void *data;
+    size_t data_len;
+} log_entry_t;
+
+/* Appends n entries as consecutive records with one arrival time (>= every earlier arrival). On success
+ * *first is the first record's index and *arrival_ms the arrival time. Returns 0 or -errno (-ENOSPC,
+ * -EIO, ...), in which case nothing was appended. */
+int shard_log_append(shard_log_t *log, const log_entry_t *e, size_t n, int64_t now_ms, uint64_t *first,
+                     int64_t *arrival_ms);
+/* Makes every record appended so far durable (fdatasync). Returns 0 or -errno; on failure the records not
+ * yet durable are discarded (they were never visible or acknowledged). *synced_end (may be NULL) receives
+ * the end index that is now durable. */
+int shard_log_sync(shard_log_t *log, uint64_t *synced_end);
+/* True when records were appended since the last sync. */
+bool shard_log_dirty(shard_log_t *log);
+
+/* First index still stored, end index visible to readers (one past the last visible record), and the
+ * arrival time of the last visible record (0 when none). */
+void shard_log_bounds(shard_log_t *log, uint64_t *first, uint64_t *visible_end, int64_t *last_arrival_ms);
+uint64_t shard_log_written_end(shard_log_t *log);
+
+/* Called for each record read; the record views are valid only during the call. Return true to go on. */
+typedef bool (*log_visit_fn)(void *arg, const seg_record_t *rec);
+
+/* Visits visible records from index `from`, at most max_records and stopping before the record that would
+ * take the total of data + key bytes above max_bytes (the first record is always visited). *next receives
+ * the index after the last visited record. Returns 0 or -errno (-EIO on a corrupt frame: never served). */
+int shard_log_read(shard_log_t *log, uint64_t from, size_t max_records, size_t max_bytes, log_visit_fn fn,
+                   void *arg, uint64_t *next);
+/* Index of the first visible record that arrived at or after ts_ms (visible end when none). */
+int shard_log_seek_time(shard_log_t *log, int64_t ts_ms, uint64_t *index);
+/* Deletes whole segments whose records all arrived before before_ms (never the active segment). Returns
+ * the number of segments removed or -errno. */
+int shard_log_trim(shard_log_t *log, int64_t before_ms);
+
+#endif
