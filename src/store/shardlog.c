@@ -855,7 +855,16 @@ int shard_log_seek_time(shard_log_t *log, int64_t ts_ms, uint64_t *index)
         }
         break;
     }
+    /* the common case: nothing is older than ts (the first record's index entry says so) */
+    segment_t *head = log->segs[0];
+    uint64_t head_first = head->first_index;
+    bool all_newer = atomic_load_explicit(&head->idx_count, memory_order_acquire) > 0 &&
+                     head->idx[0].index == head_first && head->idx[0].arrival_ms >= ts_ms;
     pthread_rwlock_unlock(&log->segs_lock);
+    if (all_newer) {
+        *index = head_first < end ? head_first : end;
+        return 0;
+    }
     seek_state_t s = {ts_ms, end, false};
     while (!s.hit && start < end) {
         uint64_t next = start;
