@@ -2,6 +2,7 @@
 #include "server/validate.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -201,6 +202,29 @@ static void lower_first(buf_t *b, const char *name)
     buf_puts(b, name + 1);
 }
 
+/* Where a value sits in the request, rendered only when an error needs it ("records.3.member.data"). */
+typedef struct vpath {
+    const struct vpath *parent;
+    const char *name; /* member name, or NULL for a list element */
+    int index;        /* list element number (1-based) */
+} vpath_t;
+
+static void render_path(buf_t *b, const vpath_t *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    if (p->parent != NULL) {
+        render_path(b, p->parent);
+        buf_putc(b, '.');
+    }
+    if (p->name != NULL) {
+        lower_first(b, p->name);
+    } else {
+        buf_printf(b, "%d.member", p->index);
+    }
+}
+
 static const char *json_type_name(const cJSON *v)
 {
     if (cJSON_IsArray(v)) {
@@ -389,7 +413,7 @@ static void value_text(buf_t *b, const cJSON *v, const vfield_t *f)
     buf_putc(b, '\'');
 }
 
-static void add_error(vctx_t *c, const cJSON *v, const vfield_t *f, const char *path, const char *constraint)
+static void add_error(vctx_t *c, const cJSON *v, const vfield_t *f, const vpath_t *path, const char *constraint)
 {
     if (c->count >= MAX_ERRORS) {
         return;
@@ -400,7 +424,9 @@ static void add_error(vctx_t *c, const cJSON *v, const vfield_t *f, const char *
     c->count++;
     buf_puts(&c->errors, "Value ");
     value_text(&c->errors, v, f);
-    buf_printf(&c->errors, " at '%s' failed to satisfy constraint: %s", path, constraint);
+    buf_puts(&c->errors, " at '");
+    render_path(&c->errors, path);
+    buf_printf(&c->errors, "' failed to satisfy constraint: %s", constraint);
 }
 
 /* Length of a value as the service counts it: code points, decoded bytes, elements or entries. */
@@ -490,9 +516,9 @@ static void element_constraint(buf_t *b, const vfield_t *f)
     }
 }
 
-static void check_field(vctx_t *c, const cJSON *v, const vfield_t *f, const char *parent);
+static void check_field(vctx_t *c, const cJSON *v, const vfield_t *f, const vpath_t *parent);
 
-static void check_members(vctx_t *c, const cJSON *obj, const vfield_t *fields, const char *parent)
+static void check_members(vctx_t *c, const cJSON *obj, const vfield_t *fields, const vpath_t *parent)
 {
     for (const vfield_t *f = fields; f->name != NULL; f++) {
         const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, f->name) : NULL;
@@ -500,55 +526,69 @@ static void check_members(vctx_t *c, const cJSON *obj, const vfield_t *fields, c
     }
 }
 
-static void check_field(vctx_t *c, const cJSON *v, const vfield_t *f, const char *parent)
+/* Reports a constraint failure; the message is formatted only then. */
+static void fail(vctx_t *c, const cJSON *v, const vfield_t *f, const vpath_t *p, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void fail(vctx_t *c, const cJSON *v, const vfield_t *f, const vpath_t *p, const char *fmt, ...)
 {
-    buf_t path = BUF_INIT;
-    if (parent != NULL && *parent) {
-        buf_printf(&path, "%s.", parent);
-    }
-    lower_first(&path, f->name);
-    const char *p = buf_cstr(&path);
     buf_t constraint = BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&constraint, fmt, ap);
+    va_end(ap);
+    add_error(c, v, f, p, buf_cstr(&constraint));
+    buf_dispose(&constraint);
+}
+
+static void fail_element(vctx_t *c, const cJSON *v, const vfield_t *f, const vpath_t *p, const char *prefix,
+                         const vfield_t *element)
+{
+    buf_t constraint = BUF_INIT;
+    buf_puts(&constraint, prefix);
+    element_constraint(&constraint, element);
+    buf_putc(&constraint, ']');
+    add_error(c, v, f, p, buf_cstr(&constraint));
+    buf_dispose(&constraint);
+}
+
+static void check_field(vctx_t *c, const cJSON *v, const vfield_t *f, const vpath_t *parent)
+{
+    vpath_t self = {parent, f->name, 0};
+    const vpath_t *p = &self;
 
     if (v == NULL || cJSON_IsNull(v)) {
         if (f->required) {
             add_error(c, NULL, f, p, "Member must not be null");
         }
-        goto out;
+        return;
     }
     if (f->type == VT_STRING && f->pattern != PAT_NONE &&
         !pattern_match(f->pattern, v->valuestring, strlen(v->valuestring))) {
-        buf_printf(&constraint, "Member must satisfy regular expression pattern: %s", pattern_text(f->pattern));
-        add_error(c, v, f, p, buf_cstr(&constraint));
+        fail(c, v, f, p, "Member must satisfy regular expression pattern: %s", pattern_text(f->pattern));
     }
     if (f->type == VT_STRING && f->enums != NULL && !enum_ok(f, v->valuestring)) {
-        buf_reset(&constraint);
+        buf_t constraint = BUF_INIT;
         enum_constraint(&constraint, f);
         add_error(c, v, f, p, buf_cstr(&constraint));
+        buf_dispose(&constraint);
     }
     if (f->type == VT_INT) {
         int64_t n = (int64_t)floor(v->valuedouble);
         if (f->min != VNONE && n < f->min) {
-            buf_reset(&constraint);
-            buf_printf(&constraint, "Member must have value greater than or equal to %" PRId64, f->min);
-            add_error(c, v, f, p, buf_cstr(&constraint));
+            fail(c, v, f, p, "Member must have value greater than or equal to %" PRId64, f->min);
         }
         if (f->max != VNONE && n > f->max) {
-            buf_reset(&constraint);
-            buf_printf(&constraint, "Member must have value less than or equal to %" PRId64, f->max);
-            add_error(c, v, f, p, buf_cstr(&constraint));
+            fail(c, v, f, p, "Member must have value less than or equal to %" PRId64, f->max);
         }
-    } else if (f->type != VT_STRUCT && f->type != VT_BOOL && f->type != VT_TIMESTAMP) {
+    } else if (f->type != VT_STRUCT && f->type != VT_BOOL && f->type != VT_TIMESTAMP &&
+               (f->min != VNONE || f->max != VNONE)) {
         int64_t len = value_length(v, f);
         if (f->min != VNONE && len < f->min) {
-            buf_reset(&constraint);
-            buf_printf(&constraint, "Member must have length greater than or equal to %" PRId64, f->min);
-            add_error(c, v, f, p, buf_cstr(&constraint));
+            fail(c, v, f, p, "Member must have length greater than or equal to %" PRId64, f->min);
         }
         if (f->max != VNONE && len > f->max) {
-            buf_reset(&constraint);
-            buf_printf(&constraint, "Member must have length less than or equal to %" PRId64, f->max);
-            add_error(c, v, f, p, buf_cstr(&constraint));
+            fail(c, v, f, p, "Member must have length less than or equal to %" PRId64, f->max);
         }
     }
     if (f->type == VT_STRUCT) {
@@ -558,10 +598,8 @@ static void check_field(vctx_t *c, const cJSON *v, const vfield_t *f, const char
         const cJSON *e;
         cJSON_ArrayForEach(e, v)
         {
-            buf_t ep = BUF_INIT;
-            buf_printf(&ep, "%s.%d.member", p, ++i);
-            check_members(c, e, f->sub->sub, buf_cstr(&ep));
-            buf_dispose(&ep);
+            vpath_t element = {p, NULL, ++i};
+            check_members(c, e, f->sub->sub, &element);
         }
     } else if (f->type == VT_LIST) {
         bool ok = true;
@@ -571,11 +609,7 @@ static void check_field(vctx_t *c, const cJSON *v, const vfield_t *f, const char
             ok = ok && element_ok(e, f->sub);
         }
         if (!ok) {
-            buf_reset(&constraint);
-            buf_puts(&constraint, "Member must satisfy constraint: [");
-            element_constraint(&constraint, f->sub);
-            buf_putc(&constraint, ']');
-            add_error(c, v, f, p, buf_cstr(&constraint));
+            fail_element(c, v, f, p, "Member must satisfy constraint: [", f->sub);
         }
     } else if (f->type == VT_MAP) {
         bool keys_ok = true, values_ok = true;
@@ -589,23 +623,12 @@ static void check_field(vctx_t *c, const cJSON *v, const vfield_t *f, const char
             values_ok = values_ok && cJSON_IsString(e) && element_ok(e, &f->sub[1]);
         }
         if (!keys_ok) {
-            buf_reset(&constraint);
-            buf_puts(&constraint, "Map keys must satisfy constraint: [");
-            element_constraint(&constraint, &f->sub[0]);
-            buf_putc(&constraint, ']');
-            add_error(c, v, f, p, buf_cstr(&constraint));
+            fail_element(c, v, f, p, "Map keys must satisfy constraint: [", &f->sub[0]);
         }
         if (!values_ok) {
-            buf_reset(&constraint);
-            buf_puts(&constraint, "Map value must satisfy constraint: [");
-            element_constraint(&constraint, &f->sub[1]);
-            buf_putc(&constraint, ']');
-            add_error(c, v, f, p, buf_cstr(&constraint));
+            fail_element(c, v, f, p, "Map value must satisfy constraint: [", &f->sub[1]);
         }
     }
-out:
-    buf_dispose(&constraint);
-    buf_dispose(&path);
 }
 
 kerr_t validate_input(const cJSON *root, const vfield_t *fields, buf_t *msg)

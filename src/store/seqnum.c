@@ -13,16 +13,6 @@ typedef struct {
     uint64_t w[3];
 } u192;
 
-static void set_bits(u192 *v, unsigned lo, unsigned width, uint64_t value)
-{
-    for (unsigned i = 0; i < width; i++) {
-        if ((value >> i) & 1) {
-            unsigned bit = lo + i;
-            v->w[2 - bit / 64] |= 1ULL << (bit % 64);
-        }
-    }
-}
-
 static uint64_t get_bits(const u192 *v, unsigned lo, unsigned width)
 {
     uint64_t out = 0;
@@ -61,37 +51,33 @@ static int mul_add(u192 *v, uint64_t m, uint64_t a)
 
 size_t seqnum_format(const seqnum_t *s, char *out)
 {
-    u192 v = {{0, 0, 0}};
-    set_bits(&v, 0, 4, 2);
-    set_bits(&v, 4, 32, s->shard_index);
-    set_bits(&v, 36, 36, s->arrival_secs);
-    set_bits(&v, 80, 64, s->index);
-    set_bits(&v, 148, 36, s->shard_created_secs);
-    set_bits(&v, 184, 4, 2);
+    /* The layout of seqnum.h packed word by word (w[2] holds bits 0..63). */
+    const uint64_t arrival = s->arrival_secs & ((1ULL << 36) - 1);
+    const uint64_t created = s->shard_created_secs & ((1ULL << 36) - 1);
+    u192 v;
+    v.w[2] = 2 | (uint64_t)s->shard_index << 4 | (arrival & ((1ULL << 28) - 1)) << 36;
+    v.w[1] = arrival >> 28 | (s->index & ((1ULL << 48) - 1)) << 16;
+    v.w[0] = s->index >> 48 | created << 20 | 2ULL << 56;
     /* Three chunks of 19 digits cover 57 digits > log10(2^188). */
     uint64_t chunk[3];
     for (int i = 2; i >= 0; i--) {
         chunk[i] = div_small(&v, P19);
     }
     char tmp[SEQNUM_STR_MAX];
-    size_t n = 0;
     for (int i = 0; i < 3; i++) {
-        char digits[20];
         uint64_t c = chunk[i];
         for (int d = 18; d >= 0; d--) {
-            digits[d] = (char)('0' + c % 10);
+            tmp[i * 19 + d] = (char)('0' + c % 10);
             c /= 10;
         }
-        memcpy(tmp + n, digits, 19);
-        n += 19;
     }
     size_t skip = 0;
-    while (skip + 1 < n && tmp[skip] == '0') {
+    while (skip + 1 < 57 && tmp[skip] == '0') {
         skip++;
     }
-    memcpy(out, tmp + skip, n - skip);
-    out[n - skip] = '\0';
-    return n - skip;
+    memcpy(out, tmp + skip, 57 - skip);
+    out[57 - skip] = '\0';
+    return 57 - skip;
 }
 
 int seqnum_parse(const char *str, size_t n, seqnum_t *out)
