@@ -2,6 +2,7 @@
 #include "common/base64.h"
 
 #include <openssl/evp.h>
+#include <string.h>
 
 void base64_encode_into(buf_t *out, const void *data, size_t n)
 {
@@ -9,11 +10,6 @@ void base64_encode_into(buf_t *out, const void *data, size_t n)
     buf_reserve(out, len + 1);
     EVP_EncodeBlock((unsigned char *)out->data + out->len, data, (int)n);
     out->len += len;
-}
-
-static bool is_b64(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
 }
 
 long base64_decode(const char *s, size_t n, unsigned char *out)
@@ -28,12 +24,11 @@ long base64_decode(const char *s, size_t n, unsigned char *out)
     if (s[n - 1] == '=') {
         pad = s[n - 2] == '=' ? 2 : 1;
     }
-    /* EVP_DecodeBlock skips surrounding whitespace and accepts '=' anywhere near the end; the service
-     * does not, so check the alphabet first. */
-    for (size_t i = 0; i < n - pad; i++) {
-        if (!is_b64((unsigned char)s[i])) {
-            return -1;
-        }
+    /* EVP_DecodeBlock rejects characters outside the alphabet but skips surrounding whitespace and is lax
+     * about '='; the service is not: whitespace at either end or '=' before the padding is an error. */
+    unsigned char first = (unsigned char)s[0], last = (unsigned char)s[n - 1 - pad];
+    if (first <= ' ' || last <= ' ' || memchr(s, '=', n - pad) != NULL) {
+        return -1;
     }
     int len = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
     if (len < 0) {

@@ -81,6 +81,16 @@ void jsonw_strn(jsonw_t *w, const char *s, size_t n)
     json_escape_into(w->out, s, n);
 }
 
+void jsonw_str_plain(jsonw_t *w, const char *s, size_t n)
+{
+    before_value(w);
+    buf_reserve(w->out, n + 2);
+    w->out->data[w->out->len++] = '"';
+    memcpy(w->out->data + w->out->len, s, n);
+    w->out->len += n;
+    w->out->data[w->out->len++] = '"';
+}
+
 void jsonw_int(jsonw_t *w, int64_t v)
 {
     char tmp[24];

@@ -36,6 +36,8 @@ void jsonw_bool(jsonw_t *w, bool v);
 void jsonw_null(jsonw_t *w);
 /* Writes epoch milliseconds as JSON 1.1 timestamp: epoch seconds with a fractional part (1700000000.123). */
 void jsonw_timestamp_ms(jsonw_t *w, int64_t epoch_ms);
+/* Writes a string known to need no escaping (ASCII letters, digits, '-', '.', ...). */
+void jsonw_str_plain(jsonw_t *w, const char *s, size_t n);
 /* Writes a pre-encoded JSON fragment as a value. */
 void jsonw_raw(jsonw_t *w, const char *json, size_t n);
 

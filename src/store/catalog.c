@@ -442,7 +442,19 @@ bool shard_id_parse(const char *id, uint32_t *index)
 
 void shard_id_format(uint32_t index, char out[32])
 {
-    snprintf(out, 32, "shardId-%012" PRIu32, index);
+    /* "shardId-" and 12 digits (more when the index needs them), without printf: it is on the hot path */
+    char digits[16];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + index % 10);
+        index /= 10;
+    } while (index != 0);
+    memcpy(out, "shardId-", 8);
+    int width = n > 12 ? n : 12;
+    for (int i = 0; i < width; i++) {
+        out[8 + i] = i < width - n ? '0' : digits[width - 1 - i];
+    }
+    out[8 + width] = '\0';
 }
 
 const char *stream_status_name(stream_status_t st)

@@ -57,7 +57,7 @@ static shard_t *route(stream_t *s, u128 key)
     return NULL;
 }
 
-static void format_seq(const shard_t *sh, uint64_t index, int64_t arrival_ms, char out[SEQNUM_STR_MAX])
+static size_t format_seq(const shard_t *sh, uint64_t index, int64_t arrival_ms, char out[SEQNUM_STR_MAX])
 {
     seqnum_t sn = {
         .shard_created_secs = (uint64_t)(sh->created_ms / 1000),
@@ -65,7 +65,7 @@ static void format_seq(const shard_t *sh, uint64_t index, int64_t arrival_ms, ch
         .arrival_secs = (uint64_t)(arrival_ms / 1000),
         .shard_index = sh->index,
     };
-    seqnum_format(&sn, out);
+    return seqnum_format(&sn, out);
 }
 
 /* ---- puts ---- */
@@ -177,11 +177,11 @@ static void put_finish(void *arg)
         jsonw_obj_begin(&c->w);
         if (r->state == REC_OK) {
             shard_id_format(r->shard->index, id);
-            format_seq(r->shard, r->index, r->arrival_ms, seq);
+            size_t seq_len = format_seq(r->shard, r->index, r->arrival_ms, seq);
             jsonw_key(&c->w, "SequenceNumber");
-            jsonw_str(&c->w, seq);
+            jsonw_str_plain(&c->w, seq, seq_len);
             jsonw_key(&c->w, "ShardId");
-            jsonw_str(&c->w, id);
+            jsonw_str_plain(&c->w, id, strlen(id));
         } else if (r->state == REC_THROTTLED) {
             buf_reset(&msg);
             throttle_message(p, r->shard, &msg);
@@ -545,10 +545,10 @@ static bool write_record(void *arg, const seg_record_t *rec)
     read_ctx_t *rc = arg;
     jsonw_t *w = &rc->c->w;
     char seq[SEQNUM_STR_MAX];
-    format_seq(rc->shard, rec->index, rec->arrival_ms, seq);
+    size_t seq_len = format_seq(rc->shard, rec->index, rec->arrival_ms, seq);
     jsonw_obj_begin(w);
     jsonw_key(w, "SequenceNumber");
-    jsonw_str(w, seq);
+    jsonw_str_plain(w, seq, seq_len);
     jsonw_key(w, "ApproximateArrivalTimestamp");
     jsonw_timestamp_ms(w, rec->arrival_ms);
     jsonw_key(w, "Data");
