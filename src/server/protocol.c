@@ -124,9 +124,30 @@ void protocol_handle(http_request_t *req, void *arg)
 
     size_t blen;
     const char *body = http_request_body(req, &blen);
+    api_call_t *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        abort();
+    }
+    c->srv = srv;
+    c->req = req;
+    c->op = op->name;
+    c->now_ms = clock_now_ms();
+    jsonw_init(&c->w, &c->out);
+    jsonw_obj_begin(&c->w);
+
+    if (op->fast != NULL) {
+        catalog_rdlock(srv->catalog);
+        bool handled = op->fast(c, body, blen);
+        catalog_unlock(srv->catalog);
+        if (handled) {
+            return;
+        }
+    }
+
     cJSON *input = blen ? cJSON_ParseWithLength(body, blen) : cJSON_CreateObject();
     if (input == NULL || !cJSON_IsObject(input)) {
         cJSON_Delete(input);
+        api_abandon(c);
         reply_error(req, KERR_SERIALIZATION, input == NULL ? "Malformed JSON request body" : "Expected a JSON object");
         return;
     }
@@ -136,21 +157,12 @@ void protocol_handle(http_request_t *req, void *arg)
         reply_error(req, verr, buf_cstr(&msg));
         buf_dispose(&msg);
         cJSON_Delete(input);
+        api_abandon(c);
         return;
     }
     buf_dispose(&msg);
-
-    api_call_t *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        abort();
-    }
-    c->srv = srv;
-    c->req = req;
     c->input = input;
-    c->op = op->name;
-    c->now_ms = clock_now_ms();
-    jsonw_init(&c->w, &c->out);
-    jsonw_obj_begin(&c->w);
+
     if (op->data_plane) {
         /* Record operations share the catalog; they may finish later (after a group commit). */
         catalog_rdlock(srv->catalog);

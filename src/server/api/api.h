@@ -37,6 +37,9 @@ typedef struct api_op {
     const vfield_t *input;
     api_handler_fn handler;
     bool data_plane; /* runs under the catalog read lock and may finish later, from another callback */
+    /* Optional fast path: handles the raw body and returns true, or returns false (having done nothing) to
+     * let the generic parse and validation run. Called under the same lock as handler. */
+    bool (*fast)(api_call_t *c, const char *body, size_t len);
 } api_op_t;
 
 /* Looks an operation up by name (len bytes). NULL when unknown. */
@@ -87,6 +90,8 @@ void op_list_shards(api_call_t *c);
 
 void op_put_record(api_call_t *c);
 void op_put_records(api_call_t *c);
+bool op_put_record_fast(api_call_t *c, const char *body, size_t len);
+bool op_put_records_fast(api_call_t *c, const char *body, size_t len);
 void op_get_shard_iterator(api_call_t *c);
 void op_get_records(api_call_t *c);
 

@@ -15,6 +15,7 @@
 #include "common/hashkey.h"
 #include "common/log.h"
 #include "server/api/api.h"
+#include "server/api/put_parse.h"
 #include "server/dataplane.h"
 #include "store/seqnum.h"
 
@@ -227,24 +228,22 @@ static void group_done(void *arg, int status)
     }
 }
 
-/* Reads one record's members into r; replies with the error and returns false when invalid. */
-static bool read_record(api_call_t *c, const cJSON *obj, const char *path, put_record_t *r, unsigned char *dst,
-                        size_t max_record, u128 *key)
+/* Decodes one record into r; replies with the error and returns false when invalid. */
+static bool read_record(api_call_t *c, const put_entry_in_t *in, const char *path, put_record_t *r,
+                        unsigned char *dst, size_t max_record, u128 *key)
 {
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(obj, "Data");
-    const cJSON *pk = cJSON_GetObjectItemCaseSensitive(obj, "PartitionKey");
-    const cJSON *ehk = cJSON_GetObjectItemCaseSensitive(obj, "ExplicitHashKey");
-    size_t b64_len = strlen(data->valuestring);
-    long n = base64_decode(data->valuestring, b64_len, dst);
+    long n = base64_decode(in->data, in->data_len, dst);
     if (n < 0) {
-        api_error(c, KERR_SERIALIZATION, "'%.64s' can not be converted to a Blob: %s", data->valuestring,
-                  b64_len % 4 ? "Base64 encoded length is expected a multiple of 4 bytes" : "Invalid Base64 character");
+        api_error(c, KERR_SERIALIZATION, "'%.*s' can not be converted to a Blob: %s",
+                  (int)(in->data_len < 64 ? in->data_len : 64), in->data,
+                  in->data_len % 4 ? "Base64 encoded length is expected a multiple of 4 bytes"
+                                   : "Invalid Base64 character");
         return false;
     }
     r->data = dst;
     r->data_len = (size_t)n;
-    r->pk = pk->valuestring;
-    r->pk_len = strlen(pk->valuestring);
+    r->pk = in->pk;
+    r->pk_len = in->pk_len;
     if (r->data_len > max_record) {
         api_error(c, KERR_VALIDATION,
                   "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=%zu cap=%zu]' at '%sdata' "
@@ -258,12 +257,12 @@ static bool read_record(api_call_t *c, const cJSON *obj, const char *path, put_r
                   r->data_len + r->pk_len, max_record);
         return false;
     }
-    if (cJSON_IsString(ehk)) {
-        if (u128_parse(ehk->valuestring, strlen(ehk->valuestring), key) != 0) {
+    if (in->ehk != NULL) {
+        if (u128_parse(in->ehk, in->ehk_len, key) != 0) {
             api_error(c, KERR_INVALID_ARGUMENT,
                       "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value "
-                      "was %s",
-                      ehk->valuestring);
+                      "was %.*s",
+                      (int)in->ehk_len, in->ehk);
             return false;
         }
     } else {
@@ -272,15 +271,34 @@ static bool read_record(api_call_t *c, const cJSON *obj, const char *path, put_r
     return true;
 }
 
-static void do_put(api_call_t *c, bool single)
+/* Fills a put_body_t from a validated cJSON request (the generic path). Views point into the tree. */
+static void body_from_json(const cJSON *input, bool single, put_body_t *out)
+{
+    out->count = 0;
+    const cJSON *list = single ? NULL : cJSON_GetObjectItemCaseSensitive(input, "Records");
+    const cJSON *e = single ? input : list->child;
+    for (; e != NULL && out->count < PUT_RECORDS_MAX; e = single ? NULL : e->next) {
+        put_entry_in_t *in = &out->entries[out->count++];
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(e, "Data");
+        const cJSON *pk = cJSON_GetObjectItemCaseSensitive(e, "PartitionKey");
+        const cJSON *ehk = cJSON_GetObjectItemCaseSensitive(e, "ExplicitHashKey");
+        in->data = data->valuestring;
+        in->data_len = strlen(data->valuestring);
+        in->pk = pk->valuestring;
+        in->pk_len = strlen(pk->valuestring);
+        in->ehk = cJSON_IsString(ehk) ? ehk->valuestring : NULL;
+        in->ehk_len = in->ehk ? strlen(in->ehk) : 0;
+    }
+}
+
+static void do_put(api_call_t *c, bool single, const put_body_t *body)
 {
     server_t *srv = c->srv;
     stream_t *s = data_stream(c);
     if (s == NULL) {
         return;
     }
-    const cJSON *list = single ? NULL : cJSON_GetObjectItemCaseSensitive(c->input, "Records");
-    size_t count = single ? 1 : (size_t)cJSON_GetArraySize(list);
+    size_t count = body->count;
     size_t max_record = (size_t)s->cfg.max_record_kib * 1024;
 
     put_t *p = calloc(1, sizeof *p);
@@ -295,14 +313,8 @@ static void do_put(api_call_t *c, bool single)
     p->count = count;
     p->records = calloc(count, sizeof *p->records);
     size_t blob = 0;
-    const cJSON *e;
-    if (single) {
-        blob = strlen(cJSON_GetObjectItemCaseSensitive(c->input, "Data")->valuestring) / 4 * 3 + 3;
-    } else {
-        cJSON_ArrayForEach(e, list)
-        {
-            blob += strlen(cJSON_GetObjectItemCaseSensitive(e, "Data")->valuestring) / 4 * 3 + 3;
-        }
+    for (size_t i = 0; i < count; i++) {
+        blob += body->entries[i].data_len / 4 * 3 + 3;
     }
     p->blob = malloc(blob ? blob : 1);
     if (p->records == NULL || p->blob == NULL) {
@@ -312,15 +324,14 @@ static void do_put(api_call_t *c, bool single)
     /* Decode and check every record before anything is written: a bad one fails the whole request. */
     u128 *keys = calloc(count, sizeof *keys);
     size_t used = 0, total = 0;
-    e = single ? c->input : list->child;
-    for (size_t i = 0; i < count; i++, e = e->next) {
+    for (size_t i = 0; i < count; i++) {
         char path[48];
         if (single) {
             path[0] = '\0';
         } else {
             snprintf(path, sizeof path, "records.%zu.member.", i + 1);
         }
-        if (!read_record(c, e, path, &p->records[i], p->blob + used, max_record, &keys[i])) {
+        if (!read_record(c, &body->entries[i], path, &p->records[i], p->blob + used, max_record, &keys[i])) {
             free(keys);
             put_free(p);
             return;
@@ -406,14 +417,69 @@ static void do_put(api_call_t *c, bool single)
     }
 }
 
+static void put_generic(api_call_t *c, bool single)
+{
+    put_entry_in_t *entries = calloc(PUT_RECORDS_MAX, sizeof *entries);
+    if (entries == NULL) {
+        abort();
+    }
+    put_body_t body = {.entries = entries};
+    body_from_json(c->input, single, &body);
+    do_put(c, single, &body);
+    free(entries);
+}
+
 void op_put_record(api_call_t *c)
 {
-    do_put(c, true);
+    put_generic(c, true);
 }
 
 void op_put_records(api_call_t *c)
 {
-    do_put(c, false);
+    put_generic(c, false);
+}
+
+/* The fast path: a body of the common shape skips cJSON and the generic validator. The call's input gets
+ * only the members stream resolution reads. */
+static bool put_fast(api_call_t *c, const char *text, size_t len, bool single)
+{
+    put_entry_in_t one;
+    put_entry_in_t *entries = single ? &one : malloc(PUT_RECORDS_MAX * sizeof *entries);
+    if (entries == NULL) {
+        abort();
+    }
+    put_body_t body = {.entries = entries};
+    bool ok = put_parse_fast(text, len, single, &body);
+    if (ok) {
+        cJSON *input = cJSON_CreateObject();
+        char *name = NULL, *arn = NULL;
+        if (body.stream_name != NULL) {
+            name = strndup(body.stream_name, body.stream_name_len);
+            cJSON_AddStringToObject(input, "StreamName", name);
+        }
+        if (body.stream_arn != NULL) {
+            arn = strndup(body.stream_arn, body.stream_arn_len);
+            cJSON_AddStringToObject(input, "StreamARN", arn);
+        }
+        free(name);
+        free(arn);
+        c->input = input;
+        do_put(c, single, &body);
+    }
+    if (!single) {
+        free(entries);
+    }
+    return ok;
+}
+
+bool op_put_record_fast(api_call_t *c, const char *body, size_t len)
+{
+    return put_fast(c, body, len, true);
+}
+
+bool op_put_records_fast(api_call_t *c, const char *body, size_t len)
+{
+    return put_fast(c, body, len, false);
 }
 
 /* ---- iterators ---- */
