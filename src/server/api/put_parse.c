@@ -26,8 +26,9 @@ static bool expect(scan_t *s, char c)
     return false;
 }
 
-/* A string without escapes and without control characters; returns its bytes. */
-static bool plain_string(scan_t *s, const char **str, size_t *len)
+/* A string without escapes; returns its bytes. Control characters (invalid in JSON strings) are checked
+ * only when check_controls is set: Data is base64 and its decoder rejects them anyway. */
+static bool plain_string(scan_t *s, const char **str, size_t *len, bool check_controls)
 {
     skip_ws(s);
     if (s->p >= s->end || *s->p != '"') {
@@ -35,12 +36,14 @@ static bool plain_string(scan_t *s, const char **str, size_t *len)
     }
     const char *start = ++s->p;
     const char *q = memchr(start, '"', (size_t)(s->end - start));
-    if (q == NULL) {
+    if (q == NULL || memchr(start, '\\', (size_t)(q - start)) != NULL) {
         return false;
     }
-    for (const char *c = start; c < q; c++) {
-        if (*c == '\\' || (unsigned char)*c < 0x20) {
-            return false;
+    if (check_controls) {
+        for (const char *c = start; c < q; c++) {
+            if ((unsigned char)*c < 0x20) {
+                return false;
+            }
         }
     }
     *str = start;
@@ -111,8 +114,8 @@ static bool parse_records(scan_t *s, put_body_t *out)
         for (;;) {
             const char *k, *v;
             size_t kn, vn;
-            if (!plain_string(s, &k, &kn) || !expect(s, ':') || !plain_string(s, &v, &vn) ||
-                !record_member(k, kn, v, vn, e)) {
+            if (!plain_string(s, &k, &kn, true) || !expect(s, ':') ||
+                !plain_string(s, &v, &vn, !key_is(k, kn, "Data")) || !record_member(k, kn, v, vn, e)) {
                 return false;
             }
             if (expect(s, ',')) {
@@ -149,7 +152,7 @@ bool put_parse_fast(const char *body, size_t len, bool single, put_body_t *out)
     for (;;) {
         const char *k, *v;
         size_t kn, vn;
-        if (!plain_string(&s, &k, &kn) || !expect(&s, ':')) {
+        if (!plain_string(&s, &k, &kn, true) || !expect(&s, ':')) {
             return false;
         }
         if (!single && key_is(k, kn, "Records")) {
@@ -158,7 +161,7 @@ bool put_parse_fast(const char *body, size_t len, bool single, put_body_t *out)
             }
             have_records = true;
         } else {
-            if (!plain_string(&s, &v, &vn)) {
+            if (!plain_string(&s, &v, &vn, !key_is(k, kn, "Data"))) {
                 return false;
             }
             if (key_is(k, kn, "StreamName")) {
