@@ -111,8 +111,17 @@ bool pattern_match(vpattern_t p, const char *s, size_t n)
         return at != 0 && n - at > 7 && memcmp(s + at, "stream/", 7) == 0 && no_space(s + at + 7, n - at - 7);
     }
     case PAT_RESOURCE_ARN: {
+        /* .*stream/\S+ after the account */
         size_t at = arn_prefix(s, n);
-        return at != 0 && at < n;
+        if (at == 0) {
+            return false;
+        }
+        for (size_t i = at; i + 7 < n; i++) {
+            if (memcmp(s + i, "stream/", 7) == 0 && no_space(s + i + 7, n - i - 7)) {
+                return true;
+            }
+        }
+        return false;
     }
     case PAT_CONSUMER_ARN: {
         size_t at = arn_prefix(s, n);
@@ -164,7 +173,7 @@ const char *pattern_text(vpattern_t p)
     case PAT_CONSUMER_ARN:
         return "^(arn):aws.*:kinesis:.*:\\d{12}:.*stream\\/[a-zA-Z0-9_.-]+\\/consumer\\/[a-zA-Z0-9_.-]+:[0-9]+";
     case PAT_RESOURCE_ARN:
-        return "arn:aws.*:kinesis:.*:\\d{12}:.+";
+        return "arn:aws.*:kinesis:.*:\\d{12}:.*stream/\\S+";
     case PAT_HASH_KEY:
         return "0|([1-9]\\d{0,38})";
     case PAT_SEQUENCE:

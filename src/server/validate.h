@@ -35,7 +35,7 @@ typedef enum vpattern {
     PAT_NAME,         /* [a-zA-Z0-9_.-]+ */
     PAT_STREAM_ARN,   /* arn:aws.*:kinesis:.*:\d{12}:stream/\S+ */
     PAT_CONSUMER_ARN, /* ^(arn):aws.*:kinesis:.*:\d{12}:.*stream\/[a-zA-Z0-9_.-]+\/consumer\/[a-zA-Z0-9_.-]+:[0-9]+ */
-    PAT_RESOURCE_ARN, /* arn:aws.*:kinesis:.*:\d{12}:.+ */
+    PAT_RESOURCE_ARN, /* arn:aws.*:kinesis:.*:\d{12}:.*stream/\S+ */
     PAT_HASH_KEY,     /* 0|([1-9]\d{0,38}) */
     PAT_SEQUENCE,     /* 0|([1-9]\d{0,128}) */
 } vpattern_t;

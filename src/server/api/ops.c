@@ -155,13 +155,13 @@ static const vfield_t in_list_tags_for_stream[] = {
 };
 #define RESOURCE_ARN {"ResourceARN", VT_STRING, true, 1, 2048, PAT_RESOURCE_ARN, NULL, NULL}
 static const vfield_t in_tag_resource[] = {
-    {"Tags", VT_MAP, true, 0, 200, PAT_NONE, NULL, tag_map},
+    {"Tags", VT_MAP, true, 1, 200, PAT_NONE, NULL, tag_map},
     RESOURCE_ARN,
     STREAM_ID,
     END,
 };
 static const vfield_t in_untag_resource[] = {
-    {"TagKeys", VT_LIST, true, 0, 50, PAT_NONE, NULL, &tag_key},
+    {"TagKeys", VT_LIST, true, 1, 50, PAT_NONE, NULL, &tag_key},
     RESOURCE_ARN,
     STREAM_ID,
     END,

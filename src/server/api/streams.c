@@ -75,6 +75,16 @@ void op_create_stream(api_call_t *c)
                   c->srv->cfg.account_id);
         return;
     }
+    size_t creating = 0;
+    for (size_t i = 0; i < catalog_stream_count(cat); i++) {
+        creating += catalog_stream_at(cat, i)->cfg.status == STREAM_CREATING;
+    }
+    if (creating >= 5) {
+        api_error(c, KERR_LIMIT_EXCEEDED,
+                  "Account %s already has %zu streams in the CREATING state; at most 5 can be CREATING at a time.",
+                  c->srv->cfg.account_id, creating);
+        return;
+    }
     if (mode == STREAM_PROVISIONED && !has_count) {
         api_error(c, KERR_INVALID_ARGUMENT, "ShardCount is required for a stream in PROVISIONED mode.");
         return;

@@ -4,6 +4,10 @@
  * Unicode letters, digits, white space and _ . : / = + - @ ; keys must not start with "aws:".
  */
 #include <ctype.h>
+#include <locale.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <wctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,13 +15,61 @@
 
 #define LIST_TAGS_DEFAULT_LIMIT 10
 
+/* Decodes one UTF-8 sequence; returns its length, or (size_t)-1 when malformed. */
+static size_t utf8_decode(wchar_t *out, const char *p, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    size_t len = u[0] >= 0xF0 ? 4 : u[0] >= 0xE0 ? 3 : u[0] >= 0xC2 ? 2 : 0;
+    if (len == 0 || len > n || u[0] > 0xF4) {
+        return (size_t)-1;
+    }
+    uint32_t cp = u[0] & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((u[i] & 0xC0) != 0x80) {
+            return (size_t)-1;
+        }
+        cp = (cp << 6) | (u[i] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF)) {
+        return (size_t)-1;
+    }
+    *out = (wchar_t)cp;
+    return len;
+}
+
+/* Unicode classes come from glibc's C.UTF-8 locale, loaded once. */
+static locale_t utf8_locale;
+static pthread_once_t locale_once = PTHREAD_ONCE_INIT;
+
+static void load_locale(void)
+{
+    utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
 static bool tag_chars_ok(const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p >= 0x80 || isalnum(*p) || isspace(*p) || strchr("_.:/=+-@", *p) != NULL) {
+    pthread_once(&locale_once, load_locale);
+    size_t n = strlen(s);
+    while (n > 0) {
+        unsigned char b = (unsigned char)*s;
+        if (b < 0x80) {
+            if (!(isalnum(b) || isspace(b) || strchr("_.:/=+-@", b) != NULL) || b == 0) {
+                return false;
+            }
+            s++;
+            n--;
             continue;
         }
-        return false;
+        wchar_t wc;
+        size_t used = utf8_locale ? utf8_decode(&wc, s, n) : (size_t)-1;
+        if (used == (size_t)-1 || used == (size_t)-2 || used == 0) {
+            return false;
+        }
+        if (!(iswalnum_l((wint_t)wc, utf8_locale) || iswspace_l((wint_t)wc, utf8_locale))) {
+            return false;
+        }
+        s += used;
+        n -= used;
     }
     return true;
 }
