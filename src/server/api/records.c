@@ -635,6 +635,44 @@ static bool write_record(void *arg, const seg_record_t *rec)
     return true;
 }
 
+/* ChildShards of a closed shard: every shard that names it as parent or adjacent parent. */
+static void write_child_shards(api_call_t *c, const stream_t *s, const shard_t *parent)
+{
+    char id[32], key[U128_DEC_MAX];
+    jsonw_key(&c->w, "ChildShards");
+    jsonw_arr_begin(&c->w);
+    for (size_t i = 0; i < s->shard_count; i++) {
+        const shard_t *child = &s->shards[i];
+        if (child->parent != (int64_t)parent->index && child->adjacent_parent != (int64_t)parent->index) {
+            continue;
+        }
+        jsonw_obj_begin(&c->w);
+        jsonw_key(&c->w, "ShardId");
+        shard_id_format(child->index, id);
+        jsonw_str(&c->w, id);
+        jsonw_key(&c->w, "ParentShards");
+        jsonw_arr_begin(&c->w);
+        shard_id_format((uint32_t)child->parent, id);
+        jsonw_str(&c->w, id);
+        if (child->adjacent_parent >= 0) {
+            shard_id_format((uint32_t)child->adjacent_parent, id);
+            jsonw_str(&c->w, id);
+        }
+        jsonw_arr_end(&c->w);
+        jsonw_key(&c->w, "HashKeyRange");
+        jsonw_obj_begin(&c->w);
+        jsonw_key(&c->w, "StartingHashKey");
+        u128_format(child->start_hash, key);
+        jsonw_str(&c->w, key);
+        jsonw_key(&c->w, "EndingHashKey");
+        u128_format(child->end_hash, key);
+        jsonw_str(&c->w, key);
+        jsonw_obj_end(&c->w);
+        jsonw_obj_end(&c->w);
+    }
+    jsonw_arr_end(&c->w);
+}
+
 void op_get_records(api_call_t *c)
 {
     server_t *srv = c->srv;
@@ -696,13 +734,18 @@ void op_get_records(api_call_t *c)
     uint64_t end = 0;
     int64_t last_arrival = 0;
     eng->ops->bounds(eng, sh->rt->storage, NULL, &end, &last_arrival);
-    pos.position = next;
-    pos.issued_ms = c->now_ms;
-    buf_t tok = BUF_INIT;
-    iterator_encode(srv, &pos, &tok);
-    jsonw_key(&c->w, "NextShardIterator");
-    jsonw_strn(&c->w, tok.data, tok.len);
-    buf_dispose(&tok);
+    if (sh->closed_ms != 0 && next >= end) {
+        /* the end of a closed shard: no next iterator; the children to continue with */
+        write_child_shards(c, s, sh);
+    } else {
+        pos.position = next;
+        pos.issued_ms = c->now_ms;
+        buf_t tok = BUF_INIT;
+        iterator_encode(srv, &pos, &tok);
+        jsonw_key(&c->w, "NextShardIterator");
+        jsonw_strn(&c->w, tok.data, tok.len);
+        buf_dispose(&tok);
+    }
     int64_t behind = 0;
     if (next < end) {
         int64_t ref = rc.last_arrival ? rc.last_arrival : last_arrival;
