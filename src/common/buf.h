@@ -27,7 +27,7 @@ void buf_dispose(buf_t *b);
 void buf_reserve(buf_t *b, size_t extra);
 void buf_append(buf_t *b, const void *p, size_t n);
 void buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void buf_vprintf(buf_t *b, const char *fmt, va_list ap);
+void buf_vprintf(buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Returns the contents NUL-terminated; valid until the next change to b. */
 const char *buf_cstr(buf_t *b);
 /* Hands the heap block to the caller (who frees it) and leaves b empty. */

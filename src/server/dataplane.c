@@ -34,6 +34,7 @@ int dataplane_attach_stream(server_t *srv, stream_t *s)
         rt->write_records = SHARD_WRITE_RECORDS_PER_SEC;
         rt->read_bytes = SHARD_READ_BYTES_PER_SEC;
         rt->read_calls = SHARD_READ_CALLS_PER_SEC;
+        rt->iterator_calls = SHARD_ITERATOR_CALLS_PER_SEC;
         sh->rt = rt;
     }
     return 0;
@@ -114,6 +115,18 @@ bool dataplane_take_read(shard_runtime_t *rt, int64_t now_ms)
     bool ok = rt->read_calls >= 1.0 && rt->read_bytes > 0.0;
     if (ok) {
         rt->read_calls -= 1.0;
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return ok;
+}
+
+bool dataplane_take_iterator(shard_runtime_t *rt, int64_t now_ms)
+{
+    pthread_mutex_lock(&rt->lock);
+    refill(&rt->iterator_calls, SHARD_ITERATOR_CALLS_PER_SEC, SHARD_ITERATOR_CALLS_PER_SEC, &rt->iterator_ms, now_ms);
+    bool ok = rt->iterator_calls >= 1.0;
+    if (ok) {
+        rt->iterator_calls -= 1.0;
     }
     pthread_mutex_unlock(&rt->lock);
     return ok;

@@ -19,6 +19,7 @@
 #define SHARD_WRITE_RECORDS_PER_SEC 1000.0
 #define SHARD_READ_BYTES_PER_SEC (2.0 * 1024.0 * 1024.0)
 #define SHARD_READ_CALLS_PER_SEC 5.0
+#define SHARD_ITERATOR_CALLS_PER_SEC 5.0
 #define ITERATOR_TTL_MS (300 * 1000)
 
 typedef struct shard_runtime {
@@ -28,6 +29,8 @@ typedef struct shard_runtime {
     int64_t write_ms;
     double read_bytes, read_calls;
     int64_t read_ms;
+    double iterator_calls;
+    int64_t iterator_ms;
 } shard_runtime_t;
 
 /* Opens the storage of every shard of s that has none yet. Requires the catalog write lock. */
@@ -42,6 +45,8 @@ bool dataplane_take_write(shard_runtime_t *rt, int64_t now_ms, size_t bytes);
 /* Read limiter: one GetRecords call; false when throttled. dataplane_charge_read books the bytes read. */
 bool dataplane_take_read(shard_runtime_t *rt, int64_t now_ms);
 void dataplane_charge_read(shard_runtime_t *rt, size_t bytes);
+/* GetShardIterator limiter (5 calls/s per shard); false when throttled. */
+bool dataplane_take_iterator(shard_runtime_t *rt, int64_t now_ms);
 
 /* Shard iterators. */
 typedef struct iterator_pos {

@@ -37,11 +37,13 @@ typedef struct engine_ops {
     int (*drop_shard)(engine_t *e, engine_shard_t *s);
     /* Removes what is left of a stream's storage (its folder) once all its shards are dropped. */
     void (*drop_stream)(engine_t *e, const char *stream);
+    /* Appends n records as consecutive indexes; *ticket identifies the append for when_durable. */
     int (*append)(engine_t *e, engine_shard_t *s, const log_entry_t *entries, size_t n, int64_t now_ms,
-                  uint64_t *first, int64_t *arrival_ms);
-    /* Arranges for done(arg, status) once every record appended to s so far is durable per the mode.
-     * Returns 1 when that is already the case (done is not called), 0 when done will be called. */
-    int (*when_durable)(engine_t *e, engine_shard_t *s, engine_done_fn done, void *arg);
+                  uint64_t *first, int64_t *arrival_ms, uint64_t *ticket);
+    /* Arranges for done(arg, status) once the append with this ticket (and everything before it) is
+     * durable per the mode; status is nonzero when those records were lost instead (a failed sync).
+     * Returns 1 when they are already durable (done is not called), 0 when done will be called. */
+    int (*when_durable)(engine_t *e, engine_shard_t *s, uint64_t ticket, engine_done_fn done, void *arg);
     int (*read)(engine_t *e, engine_shard_t *s, uint64_t from, size_t max_records, size_t max_bytes,
                 log_visit_fn fn, void *arg, uint64_t *next);
     int (*seek_time)(engine_t *e, engine_shard_t *s, int64_t ts_ms, uint64_t *index);

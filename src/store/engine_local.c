@@ -20,6 +20,7 @@
 typedef struct waiter {
     struct waiter *next;
     shard_log_t *log; /* holds a reference */
+    uint64_t generation; /* the log's discard generation when the records were appended */
     engine_done_fn done;
     void *arg;
 } waiter_t;
@@ -121,13 +122,13 @@ static void drop_stream(engine_t *e, const char *stream)
 }
 
 static int append(engine_t *e, engine_shard_t *s, const log_entry_t *entries, size_t n, int64_t now_ms,
-                  uint64_t *first, int64_t *arrival_ms)
+                  uint64_t *first, int64_t *arrival_ms, uint64_t *ticket)
 {
     (void)e;
-    return shard_log_append(s->log, entries, n, now_ms, first, arrival_ms);
+    return shard_log_append_gen(s->log, entries, n, now_ms, first, arrival_ms, ticket);
 }
 
-static int when_durable(engine_t *e, engine_shard_t *s, engine_done_fn done, void *arg)
+static int when_durable(engine_t *e, engine_shard_t *s, uint64_t ticket, engine_done_fn done, void *arg)
 {
     local_engine_t *le = local(e);
     if (le->opt.durability != DURABILITY_FSYNC) {
@@ -138,7 +139,7 @@ static int when_durable(engine_t *e, engine_shard_t *s, engine_done_fn done, voi
         abort();
     }
     shard_log_ref(s->log);
-    *w = (waiter_t){NULL, s->log, done, arg};
+    *w = (waiter_t){NULL, s->log, ticket, done, arg};
     pthread_mutex_lock(&le->lock);
     if (le->tail != NULL) {
         le->tail->next = w;
@@ -182,6 +183,9 @@ static void complete_batch(waiter_t *batch)
     while (batch != NULL) {
         shard_log_t *log = batch->log;
         int rc = shard_log_sync(log, NULL);
+        /* A waiter whose records a failed sync discarded (possibly an earlier sync than this one: its
+         * records may have been appended while that sync ran) must not be told they are durable. */
+        uint64_t generation = shard_log_generation(log);
         waiter_t **pp = &batch;
         while (*pp != NULL) {
             waiter_t *w = *pp;
@@ -190,7 +194,7 @@ static void complete_batch(waiter_t *batch)
                 continue;
             }
             *pp = w->next;
-            w->done(w->arg, rc);
+            w->done(w->arg, rc != 0 ? rc : w->generation != generation ? -EIO : 0);
             shard_log_unref(w->log);
             free(w);
         }

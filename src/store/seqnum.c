@@ -55,9 +55,10 @@ size_t seqnum_format(const seqnum_t *s, char *out)
     const uint64_t arrival = s->arrival_secs & ((1ULL << 36) - 1);
     const uint64_t created = s->shard_created_secs & ((1ULL << 36) - 1);
     u192 v;
+    const uint64_t tag = s->stream_tag & 0xFFF;
     v.w[2] = 2 | (uint64_t)s->shard_index << 4 | (arrival & ((1ULL << 28) - 1)) << 36;
-    v.w[1] = arrival >> 28 | (s->index & ((1ULL << 48) - 1)) << 16;
-    v.w[0] = s->index >> 48 | created << 20 | 2ULL << 56;
+    v.w[1] = arrival >> 28 | (tag & 0xFF) << 8 | (s->index & ((1ULL << 48) - 1)) << 16;
+    v.w[0] = s->index >> 48 | (tag >> 8) << 16 | created << 20 | 2ULL << 56;
     /* Three chunks of 19 digits cover 57 digits > log10(2^188). */
     uint64_t chunk[3];
     for (int i = 2; i >= 0; i--) {
@@ -103,10 +104,10 @@ int seqnum_parse(const char *str, size_t n, seqnum_t *out)
         }
         pos += len;
     }
-    if (v.w[0] >> 60 != 0 || get_bits(&v, 184, 4) != 2 || get_bits(&v, 0, 4) != 2 ||
-        get_bits(&v, 144, 4) != 0 || get_bits(&v, 72, 8) != 0) {
+    if (v.w[0] >> 60 != 0 || get_bits(&v, 184, 4) != 2 || get_bits(&v, 0, 4) != 2) {
         return -EINVAL;
     }
+    out->stream_tag = (uint16_t)(get_bits(&v, 144, 4) << 8 | get_bits(&v, 72, 8));
     out->shard_index = (uint32_t)get_bits(&v, 4, 32);
     out->arrival_secs = get_bits(&v, 36, 36);
     out->index = get_bits(&v, 80, 64);
@@ -123,4 +124,17 @@ int seqnum_cmp(const seqnum_t *a, const seqnum_t *b)
         return a->index < b->index ? -1 : 1;
     }
     return 0;
+}
+
+uint16_t seqnum_stream_tag(const char *stream_name, int64_t stream_created_ms)
+{
+    /* FNV-1a over the name and the creation time, folded to 12 bits */
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)stream_name; *p; p++) {
+        h = (h ^ *p) * 1099511628211ULL;
+    }
+    for (int i = 0; i < 8; i++) {
+        h = (h ^ (unsigned char)((uint64_t)stream_created_ms >> (8 * i))) * 1099511628211ULL;
+    }
+    return (uint16_t)((h ^ (h >> 12) ^ (h >> 24) ^ (h >> 36) ^ (h >> 48)) & 0xFFF);
 }

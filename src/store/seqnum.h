@@ -8,12 +8,15 @@
  *   bits      width  field
  *   184..187    4    version = 2
  *   148..183   36    shard creation time, epoch seconds
- *   144..147    4    reserved, 0
+ *   144..147    4    stream tag, high 4 bits
  *    80..143   64    record index within the shard (the ordering key)
- *    72..79     8    reserved, 0
+ *    72..79     8    stream tag, low 8 bits
  *    36..71    36    arrival time of the record, epoch seconds (informational)
  *     4..35    32    shard index (the number in shardId-000000000007)
  *     0..3      4    version again = 2
+ *
+ * The 12-bit stream tag is a hash of the stream's name and creation time: it tells two streams' numbers apart
+ * when their shards were created in the same second (1 in 4096 pairs still collide).
  *
  * Ordering rule: within a shard, numbers compare as (creation time, record index). A child shard's creation
  * time is >= its parents' and its first index is above every parent index, so every child number is larger
@@ -32,7 +35,11 @@ typedef struct seqnum {
     uint64_t index;
     uint64_t arrival_secs; /* < 2^36 */
     uint32_t shard_index;
+    uint16_t stream_tag; /* < 2^12 */
 } seqnum_t;
+
+/* The stream tag of a stream (see above). */
+uint16_t seqnum_stream_tag(const char *stream_name, int64_t stream_created_ms);
 
 /* Writes the decimal form into out (SEQNUM_STR_MAX bytes); returns its length. */
 size_t seqnum_format(const seqnum_t *s, char *out);

@@ -55,7 +55,10 @@ struct shard_log {
     _Atomic uint64_t written_end;
     _Atomic uint64_t durable_end;
     _Atomic uint64_t visible_end;
-    int64_t last_arrival; /* append_lock */
+    int64_t last_arrival;    /* append_lock */
+    _Atomic int64_t visible_arrival; /* arrival of the last visible record */
+    uint64_t generation;     /* discards so far (append_lock) */
+    bool truncate_pending;   /* a failed append's cleanup failed; retry before the next append */
     _Atomic int refs;
 };
 
@@ -220,8 +223,8 @@ static void quarantine(shard_log_t *log, uint64_t first_index)
 
 /* Scans seg's frames from the header on, building its index. Returns the offset of the end of the last
  * valid frame; *status is the reason the scan stopped (SEG_INCOMPLETE at a clean end of file). */
-static int scan_segment(shard_log_t *log, segment_t *seg, uint64_t file_size, uint64_t *valid_end,
-                        seg_status_t *status)
+static int scan_segment(shard_log_t *log, segment_t *seg, uint64_t file_size, int64_t previous_arrival,
+                        uint64_t *valid_end, seg_status_t *status)
 {
     const fileio_t *io = log->opt.io;
     size_t cap = READ_CHUNK;
@@ -231,7 +234,7 @@ static int scan_segment(shard_log_t *log, segment_t *seg, uint64_t file_size, ui
     }
     uint64_t off = SEG_HEADER_SIZE;
     uint64_t expected = seg->first_index;
-    int64_t last_arrival = 0;
+    int64_t last_arrival = previous_arrival;
     *status = SEG_INCOMPLETE;
     int rc = 0;
     while (off < file_size) {
@@ -289,7 +292,7 @@ static int scan_segment(shard_log_t *log, segment_t *seg, uint64_t file_size, ui
     free(buf);
     *valid_end = off;
     atomic_store(&seg->end_index, expected);
-    atomic_store(&seg->last_arrival_ms, last_arrival);
+    atomic_store(&seg->last_arrival_ms, expected > seg->first_index ? last_arrival : 0);
     seg->size = off;
     seg->synced_size = off;
     return rc;
@@ -306,6 +309,7 @@ static int recover(shard_log_t *log, uint64_t first_index, char *errmsg, size_t 
         return rc;
     }
     uint64_t expected = count > 0 ? firsts[0] : first_index;
+    int64_t last_arrival = 0; /* of the last record of the segments accepted so far */
     bool stop = false;
     for (size_t i = 0; i < count; i++) {
         if (stop) {
@@ -325,6 +329,13 @@ static int recover(shard_log_t *log, uint64_t first_index, char *errmsg, size_t 
         unsigned char header[SEG_HEADER_SIZE];
         uint64_t header_first = 0;
         ssize_t got = fileio_read_full(io, fd, header, sizeof header, 0);
+        if (got < 0) {
+            /* an I/O error is not damage: refuse to open rather than set data aside */
+            rc = (int)got;
+            snprintf(errmsg, errmsg_len, "cannot read %s: %s", path, strerror(-rc));
+            io->close(fd);
+            goto out;
+        }
         bool header_ok = got == (ssize_t)sizeof header && seg_decode_header(header, &header_first) &&
                          header_first == firsts[i] && firsts[i] == expected;
         if (!header_ok) {
@@ -340,7 +351,7 @@ static int recover(shard_log_t *log, uint64_t first_index, char *errmsg, size_t 
         segment_t *seg = segment_new(log, firsts[i], fd);
         uint64_t valid_end = 0;
         seg_status_t why;
-        rc = scan_segment(log, seg, (uint64_t)st.st_size, &valid_end, &why);
+        rc = scan_segment(log, seg, (uint64_t)st.st_size, last_arrival, &valid_end, &why);
         if (rc != 0) {
             snprintf(errmsg, errmsg_len, "cannot read %s: %s", path, strerror(-rc));
             segment_free(log, seg);
@@ -361,6 +372,9 @@ static int recover(shard_log_t *log, uint64_t first_index, char *errmsg, size_t 
             stop = i + 1 < count;
         }
         expected = atomic_load(&seg->end_index);
+        if (expected > seg->first_index) {
+            last_arrival = atomic_load(&seg->last_arrival_ms);
+        }
         push_segment(log, seg);
     }
     if (log->nsegs == 0) {
@@ -377,7 +391,8 @@ static int recover(shard_log_t *log, uint64_t first_index, char *errmsg, size_t 
     atomic_init(&log->written_end, end);
     atomic_init(&log->durable_end, end);
     atomic_init(&log->visible_end, end);
-    log->last_arrival = atomic_load(&last->last_arrival_ms);
+    log->last_arrival = last_arrival;
+    atomic_init(&log->visible_arrival, last_arrival);
     rc = 0;
 out:
     free(firsts);
@@ -480,6 +495,30 @@ int shard_log_destroy_files(shard_log_t *log)
 
 /* ---- appending ---- */
 
+/* Cuts the active segment back to its last synced size after a failed fdatasync (append_lock held): the
+ * kernel may have dropped the dirty pages, so nothing after the last good sync can be trusted. */
+static void discard_unsynced(shard_log_t *log, segment_t *seg, int err)
+{
+    uint64_t durable = atomic_load(&log->durable_end);
+    log_error("shard log %s: fdatasync failed (%s); discarding records %" PRIu64 "..%" PRIu64, log->dir,
+              strerror(-err), durable, atomic_load(&log->written_end));
+    if (log->opt.io->ftruncate(seg->fd, (off_t)seg->synced_size) != 0) {
+        log->truncate_pending = true;
+    }
+    seg->size = seg->synced_size;
+    atomic_store(&seg->end_index, durable);
+    atomic_store(&log->written_end, durable);
+    size_t count = atomic_load(&seg->idx_count);
+    while (count > 0 && seg->idx[count - 1].index >= durable) {
+        count--;
+    }
+    atomic_store(&seg->idx_count, count);
+    seg->last_indexed_offset = count > 0 ? seg->idx[count - 1].offset : 0;
+    log->last_arrival = atomic_load(&log->visible_arrival);
+    atomic_store(&seg->last_arrival_ms, durable > seg->first_index ? log->last_arrival : 0);
+    log->generation++;
+}
+
 static segment_t *active_segment(shard_log_t *log)
 {
     pthread_rwlock_rdlock(&log->segs_lock);
@@ -494,13 +533,18 @@ static int roll(shard_log_t *log, segment_t *old, segment_t **out)
 {
     if (old->synced_size < old->size) {
         if (log->opt.io->fdatasync(old->fd) != 0) {
-            return -errno;
+            int rc = -errno;
+            if (log->opt.visible_after_sync) {
+                discard_unsynced(log, old, rc);
+            }
+            return rc;
         }
         old->synced_size = old->size;
     }
     uint64_t end = atomic_load(&log->written_end);
     atomic_store(&log->durable_end, end);
     if (log->opt.visible_after_sync) {
+        atomic_store(&log->visible_arrival, log->last_arrival);
         atomic_store_explicit(&log->visible_end, end, memory_order_release);
     }
     segment_t *seg;
@@ -517,6 +561,12 @@ static int roll(shard_log_t *log, segment_t *old, segment_t **out)
 
 int shard_log_append(shard_log_t *log, const log_entry_t *e, size_t n, int64_t now_ms, uint64_t *first,
                      int64_t *arrival_ms)
+{
+    return shard_log_append_gen(log, e, n, now_ms, first, arrival_ms, NULL);
+}
+
+int shard_log_append_gen(shard_log_t *log, const log_entry_t *e, size_t n, int64_t now_ms, uint64_t *first,
+                         int64_t *arrival_ms, uint64_t *generation)
 {
     if (n == 0) {
         return -EINVAL;
@@ -536,6 +586,13 @@ int shard_log_append(shard_log_t *log, const log_entry_t *e, size_t n, int64_t n
     int rc = 0;
     pthread_mutex_lock(&log->append_lock);
     segment_t *seg = active_segment(log);
+    if (log->truncate_pending) {
+        if (log->opt.io->ftruncate(seg->fd, (off_t)seg->size) != 0) {
+            rc = -EIO;
+            goto out;
+        }
+        log->truncate_pending = false;
+    }
     if (seg->size >= log->opt.segment_bytes && atomic_load(&seg->end_index) > seg->first_index) {
         rc = roll(log, seg, &seg);
         if (rc != 0) {
@@ -552,8 +609,10 @@ int shard_log_append(shard_log_t *log, const log_entry_t *e, size_t n, int64_t n
     }
     rc = fileio_write_all(log->opt.io, seg->fd, frames, total, (off_t)seg->size);
     if (rc != 0) {
-        /* leave no partial frame behind; if this fails too, recovery cuts the tail at the next start */
-        log->opt.io->ftruncate(seg->fd, (off_t)seg->size);
+        /* leave no partial frame behind; if that fails too, retry before the next append */
+        if (log->opt.io->ftruncate(seg->fd, (off_t)seg->size) != 0) {
+            log->truncate_pending = true;
+        }
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -565,10 +624,14 @@ int shard_log_append(shard_log_t *log, const log_entry_t *e, size_t n, int64_t n
     log->last_arrival = arrival;
     atomic_store_explicit(&log->written_end, index + n, memory_order_release);
     if (!log->opt.visible_after_sync) {
+        atomic_store(&log->visible_arrival, arrival);
         atomic_store_explicit(&log->visible_end, index + n, memory_order_release);
     }
     *first = index;
     *arrival_ms = arrival;
+    if (generation != NULL) {
+        *generation = log->generation;
+    }
 out:
     pthread_mutex_unlock(&log->append_lock);
     free(frames);
@@ -587,6 +650,7 @@ int shard_log_sync(shard_log_t *log, uint64_t *synced_end)
     pthread_mutex_lock(&log->append_lock);
     segment_t *seg = active_segment(log);
     uint64_t end = atomic_load(&log->written_end);
+    int64_t arrival = log->last_arrival;
     uint64_t size = seg->size;
     int fd = seg->fd;
     bool needed = seg->synced_size < size;
@@ -605,27 +669,13 @@ int shard_log_sync(shard_log_t *log, uint64_t *synced_end)
             atomic_store(&log->durable_end, end);
         }
         if (log->opt.visible_after_sync && atomic_load(&log->visible_end) < end) {
+            atomic_store(&log->visible_arrival, arrival);
             atomic_store_explicit(&log->visible_end, end, memory_order_release);
         }
+    } else if (!log->opt.visible_after_sync) {
+        log_error("shard log %s: fdatasync failed (%s); will retry", log->dir, strerror(-rc));
     } else if (active_segment(log) == seg) {
-        /* The kernel may have dropped the dirty pages: the bytes after the last good sync cannot be
-         * trusted. Cut them off; their writers get the error and nobody has seen them. */
-        uint64_t durable = atomic_load(&log->durable_end);
-        log_error("shard log %s: fdatasync failed (%s); discarding records %" PRIu64 "..%" PRIu64, log->dir,
-                  strerror(-rc), durable, atomic_load(&log->written_end));
-        log->opt.io->ftruncate(seg->fd, (off_t)seg->synced_size);
-        seg->size = seg->synced_size;
-        atomic_store(&seg->end_index, durable);
-        atomic_store(&log->written_end, durable);
-        size_t count = atomic_load(&seg->idx_count);
-        while (count > 0 && seg->idx[count - 1].index >= durable) {
-            count--;
-        }
-        atomic_store(&seg->idx_count, count);
-        seg->last_indexed_offset = count > 0 ? seg->idx[count - 1].offset : 0;
-        if (!log->opt.visible_after_sync) {
-            atomic_store(&log->visible_end, durable);
-        }
+        discard_unsynced(log, seg, rc);
     }
     if (synced_end != NULL) {
         *synced_end = atomic_load(&log->durable_end);
@@ -633,6 +683,14 @@ int shard_log_sync(shard_log_t *log, uint64_t *synced_end)
     pthread_mutex_unlock(&log->append_lock);
     pthread_mutex_unlock(&log->sync_lock);
     return rc;
+}
+
+uint64_t shard_log_generation(shard_log_t *log)
+{
+    pthread_mutex_lock(&log->append_lock);
+    uint64_t g = log->generation;
+    pthread_mutex_unlock(&log->append_lock);
+    return g;
 }
 
 /* ---- reading ---- */
@@ -648,16 +706,7 @@ void shard_log_bounds(shard_log_t *log, uint64_t *first, uint64_t *visible_end, 
         *visible_end = end;
     }
     if (last_arrival_ms != NULL) {
-        /* the last visible record's arrival: the active segment's unless it has none visible */
-        int64_t arrival = 0;
-        for (size_t i = log->nsegs; i-- > 0;) {
-            segment_t *seg = log->segs[i];
-            if (seg->first_index < end && atomic_load(&seg->end_index) > seg->first_index) {
-                arrival = atomic_load(&seg->last_arrival_ms);
-                break;
-            }
-        }
-        *last_arrival_ms = arrival;
+        *last_arrival_ms = end > log->segs[0]->first_index ? atomic_load(&log->visible_arrival) : 0;
     }
     pthread_rwlock_unlock(&log->segs_lock);
 }

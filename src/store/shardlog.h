@@ -50,13 +50,23 @@ typedef struct log_entry {
 
 /* Appends n entries as consecutive records with one arrival time (>= every earlier arrival). On success
  * *first is the first record's index and *arrival_ms the arrival time. Returns 0 or -errno (-ENOSPC,
- * -EIO, ...), in which case nothing was appended. */
+ * -EIO, ...), in which case nothing was appended; if cleaning up a partial write fails as well, the next
+ * append retries the cleanup first (and fails until it succeeds), and a restart before that may bring the
+ * records of the failed append back (they were never acknowledged, and never come back corrupt). */
 int shard_log_append(shard_log_t *log, const log_entry_t *e, size_t n, int64_t now_ms, uint64_t *first,
                      int64_t *arrival_ms);
-/* Makes every record appended so far durable (fdatasync). Returns 0 or -errno; on failure the records not
- * yet durable are discarded (they were never visible or acknowledged). *synced_end (may be NULL) receives
- * the end index that is now durable. */
+/* The same, also returning the log's discard generation at the time of the append: a failed sync that
+ * discards records bumps it, so a waiter whose generation changed knows its records are gone. */
+int shard_log_append_gen(shard_log_t *log, const log_entry_t *e, size_t n, int64_t now_ms, uint64_t *first,
+                         int64_t *arrival_ms, uint64_t *generation);
+/* Makes every record appended so far durable (fdatasync). Returns 0 or -errno. On failure, a log whose
+ * records become visible only once synced discards the records not yet durable (they were never visible
+ * nor acknowledged; the kernel may have dropped their pages) and bumps its discard generation; a log whose
+ * records are visible at once keeps them (its mode never promised they were on disk) and the next sync
+ * tries again. *synced_end (may be NULL) receives the end index that is now durable. */
 int shard_log_sync(shard_log_t *log, uint64_t *synced_end);
+/* The discard generation now (see shard_log_append_gen). */
+uint64_t shard_log_generation(shard_log_t *log);
 /* True when records were appended since the last sync. */
 bool shard_log_dirty(shard_log_t *log);
 

@@ -257,9 +257,10 @@ const api_op_t *api_find_op(const char *name, size_t len)
     size_t lo = 0, hi = sizeof ops / sizeof ops[0];
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int cmp = strncmp(ops[mid].name, name, len);
-        if (cmp == 0 && ops[mid].name[len] != '\0') {
-            cmp = 1;
+        size_t n = strlen(ops[mid].name);
+        int cmp = memcmp(ops[mid].name, name, n < len ? n : len);
+        if (cmp == 0 && n != len) {
+            cmp = n < len ? -1 : 1;
         }
         if (cmp == 0) {
             return &ops[mid];

@@ -58,13 +58,15 @@ static shard_t *route(stream_t *s, u128 key)
     return NULL;
 }
 
-static size_t format_seq(const shard_t *sh, uint64_t index, int64_t arrival_ms, char out[SEQNUM_STR_MAX])
+static size_t format_seq(const shard_t *sh, uint16_t tag, uint64_t index, int64_t arrival_ms,
+                         char out[SEQNUM_STR_MAX])
 {
     seqnum_t sn = {
         .shard_created_secs = (uint64_t)(sh->created_ms / 1000),
         .index = index,
         .arrival_secs = (uint64_t)(arrival_ms / 1000),
         .shard_index = sh->index,
+        .stream_tag = tag,
     };
     return seqnum_format(&sn, out);
 }
@@ -98,6 +100,7 @@ typedef struct put {
     bool single; /* PutRecord */
     stream_t *stream;
     char stream_name[STREAM_NAME_MAX + 1];
+    uint16_t tag; /* the stream's sequence number tag */
     bool encrypted;
     put_record_t *records;
     size_t count;
@@ -152,7 +155,7 @@ static void put_finish(void *arg)
             api_error(c, KERR_INTERNAL_FAILURE, "Internal service failure.");
         } else {
             shard_id_format(r->shard->index, id);
-            format_seq(r->shard, r->index, r->arrival_ms, seq);
+            format_seq(r->shard, p->tag, r->index, r->arrival_ms, seq);
             jsonw_key(&c->w, "ShardId");
             jsonw_str(&c->w, id);
             jsonw_key(&c->w, "SequenceNumber");
@@ -178,7 +181,7 @@ static void put_finish(void *arg)
         jsonw_obj_begin(&c->w);
         if (r->state == REC_OK) {
             shard_id_format(r->shard->index, id);
-            size_t seq_len = format_seq(r->shard, r->index, r->arrival_ms, seq);
+            size_t seq_len = format_seq(r->shard, p->tag, r->index, r->arrival_ms, seq);
             jsonw_key(&c->w, "SequenceNumber");
             jsonw_str_plain(&c->w, seq, seq_len);
             jsonw_key(&c->w, "ShardId");
@@ -309,6 +312,7 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
     p->single = single;
     p->stream = s;
     snprintf(p->stream_name, sizeof p->stream_name, "%s", s->name);
+    p->tag = seqnum_stream_tag(s->name, s->created_ms);
     p->encrypted = s->cfg.encrypted;
     p->count = count;
     p->records = calloc(count, sizeof *p->records);
@@ -387,9 +391,10 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
                 members[n++] = i;
             }
         }
-        uint64_t first = 0;
+        uint64_t first = 0, ticket = 0;
         int64_t arrival = 0;
-        int rc = srv->engine->ops->append(srv->engine, sh->rt->storage, entries, n, c->now_ms, &first, &arrival);
+        int rc = srv->engine->ops->append(srv->engine, sh->rt->storage, entries, n, c->now_ms, &first, &arrival,
+                                          &ticket);
         if (rc != 0) {
             log_error("append to %s shard %" PRIu32 " failed: %s", s->name, sh->index, strerror(-rc));
             p->groups[g].status = rc;
@@ -405,7 +410,7 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
         }
         *w = (group_wait_t){p, g};
         atomic_fetch_add(&p->pending, 1);
-        if (srv->engine->ops->when_durable(srv->engine, sh->rt->storage, group_done, w) != 0) {
+        if (srv->engine->ops->when_durable(srv->engine, sh->rt->storage, ticket, group_done, w) != 0) {
             atomic_fetch_sub(&p->pending, 1);
             free(w);
         }
@@ -575,7 +580,8 @@ void op_get_shard_iterator(api_call_t *c)
                       other, id);
             return;
         }
-        if (sn.shard_created_secs != (uint64_t)(sh->created_ms / 1000)) {
+        if (sn.shard_created_secs != (uint64_t)(sh->created_ms / 1000) ||
+            sn.stream_tag != seqnum_stream_tag(s->name, s->created_ms)) {
             api_error(c, KERR_INVALID_ARGUMENT,
                       "StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s under account %s "
                       "is invalid because it did not come from this stream.",
@@ -586,6 +592,12 @@ void op_get_shard_iterator(api_call_t *c)
         if (position < horizon) {
             position = horizon;
         }
+    }
+    /* Only well-formed requests count against the shard's 5 calls per second. */
+    if (srv->cfg.shard_limits && !dataplane_take_iterator(sh->rt, c->now_ms)) {
+        api_error(c, KERR_PROVISIONED_THROUGHPUT_EXCEEDED, "Rate exceeded for shard %s in stream %s under account %s.",
+                  id, s->name, srv->cfg.account_id);
+        return;
     }
     iterator_pos_t pos = {.stream_created_ms = s->created_ms, .shard = sh->index, .position = position,
                           .issued_ms = c->now_ms};
@@ -601,6 +613,7 @@ void op_get_shard_iterator(api_call_t *c)
 typedef struct read_ctx {
     api_call_t *c;
     const shard_t *shard;
+    uint16_t tag;
     int64_t last_arrival;
     size_t bytes;
     bool encrypted;
@@ -611,7 +624,7 @@ static bool write_record(void *arg, const seg_record_t *rec)
     read_ctx_t *rc = arg;
     jsonw_t *w = &rc->c->w;
     char seq[SEQNUM_STR_MAX];
-    size_t seq_len = format_seq(rc->shard, rec->index, rec->arrival_ms, seq);
+    size_t seq_len = format_seq(rc->shard, rc->tag, rec->index, rec->arrival_ms, seq);
     jsonw_obj_begin(w);
     jsonw_key(w, "SequenceNumber");
     jsonw_str_plain(w, seq, seq_len);
@@ -717,7 +730,7 @@ void op_get_records(api_call_t *c)
     uint64_t horizon = dataplane_trim_horizon(srv, s, sh->rt, c->now_ms);
     uint64_t from = pos.position < horizon ? horizon : pos.position;
 
-    read_ctx_t rc = {c, sh, 0, 0, s->cfg.encrypted};
+    read_ctx_t rc = {c, sh, seqnum_stream_tag(s->name, s->created_ms), 0, 0, s->cfg.encrypted};
     uint64_t next = from;
     jsonw_key(&c->w, "Records");
     jsonw_arr_begin(&c->w);

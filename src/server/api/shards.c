@@ -16,7 +16,6 @@
 
 void api_write_shard(api_call_t *c, const stream_t *s, const shard_t *sh)
 {
-    (void)s;
     char id[32], key[U128_DEC_MAX], seq[SEQNUM_STR_MAX];
     jsonw_obj_begin(&c->w);
     jsonw_key(&c->w, "ShardId");
@@ -48,6 +47,7 @@ void api_write_shard(api_call_t *c, const stream_t *s, const shard_t *sh)
         .index = sh->first_seq_index,
         .arrival_secs = (uint64_t)(sh->created_ms / 1000),
         .shard_index = sh->index,
+        .stream_tag = seqnum_stream_tag(s->name, s->created_ms),
     };
     jsonw_key(&c->w, "StartingSequenceNumber");
     seqnum_format(&sn, seq);
