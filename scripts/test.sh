@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # Builds eddy with -Werror under AddressSanitizer + UBSan and runs every test (unit and integration)
-# through ctest. Installs what it needs first.
+# through ctest, after running each libFuzzer target briefly. Installs what it needs first.
+# Extra arguments go to the main ctest run (e.g. -R unit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
 (cd tests/integration/js && npm ci --no-audit --no-fund --loglevel=error)
-cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DEDDY_WERROR=ON -DEDDY_SANITIZE=ON >/dev/null
-cmake --build build-test -j"$(nproc)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+# The fuzzers (clang, libFuzzer), ten seconds each on their seed corpora.
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DEDDY_FUZZ=ON -DEDDY_TESTS=OFF \
+  -DEDDY_BENCH=OFF >/dev/null
+cmake --build build-fuzz -j"$(nproc)"
+(cd build-fuzz && ctest --output-on-failure -R '^fuzz/')
+
+# Everything else, with gcc, -Werror, ASan and UBSan.
+cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DEDDY_WERROR=ON -DEDDY_SANITIZE=ON >/dev/null
+cmake --build build-test -j"$(nproc)"
 cd build-test
 ctest --output-on-failure -j2 "$@"
