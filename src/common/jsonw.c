@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 void jsonw_init(jsonw_t *w, buf_t *out)
 {
@@ -64,9 +65,16 @@ void jsonw_arr_end(jsonw_t *w)
 
 void jsonw_key(jsonw_t *w, const char *key)
 {
+    /* keys are the API's member names: plain ASCII, never escaped */
+    size_t n = strlen(key);
     before_value(w);
-    json_escape_into(w->out, key, strlen(key));
-    buf_putc(w->out, ':');
+    buf_reserve(w->out, n + 3);
+    char *p = w->out->data + w->out->len;
+    p[0] = '"';
+    memcpy(p + 1, key, n);
+    p[n + 1] = '"';
+    p[n + 2] = ':';
+    w->out->len += n + 3;
     w->after_key = true;
 }
 
@@ -91,12 +99,26 @@ void jsonw_str_plain(jsonw_t *w, const char *s, size_t n)
     w->out->data[w->out->len++] = '"';
 }
 
+/* Writes the decimal digits of v (no sign) ending at end; returns the start. */
+static char *digits_backwards(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return end;
+}
+
 void jsonw_int(jsonw_t *w, int64_t v)
 {
     char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%" PRId64, v);
+    char *end = tmp + sizeof tmp;
+    char *p = digits_backwards(end, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+    if (v < 0) {
+        *--p = '-';
+    }
     before_value(w);
-    buf_append(w->out, tmp, (size_t)n);
+    buf_append(w->out, p, (size_t)(end - p));
 }
 
 void jsonw_bool(jsonw_t *w, bool v)
@@ -113,16 +135,25 @@ void jsonw_null(jsonw_t *w)
 
 void jsonw_timestamp_ms(jsonw_t *w, int64_t epoch_ms)
 {
-    char tmp[32];
     int64_t secs = epoch_ms / 1000;
     int64_t ms = epoch_ms % 1000;
     if (ms < 0) {
         ms += 1000;
         secs -= 1;
     }
-    int n = snprintf(tmp, sizeof tmp, "%" PRId64 ".%03" PRId64, secs, ms);
+    char tmp[32];
+    char *end = tmp + sizeof tmp;
+    char *p = end - 4;
+    p[0] = '.';
+    p[1] = (char)('0' + ms / 100);
+    p[2] = (char)('0' + ms / 10 % 10);
+    p[3] = (char)('0' + ms % 10);
+    p = digits_backwards(p, secs < 0 ? 0 - (uint64_t)secs : (uint64_t)secs);
+    if (secs < 0) {
+        *--p = '-';
+    }
     before_value(w);
-    buf_append(w->out, tmp, (size_t)n);
+    buf_append(w->out, p, (size_t)(end - p));
 }
 
 void jsonw_raw(jsonw_t *w, const char *json, size_t n)
@@ -131,15 +162,27 @@ void jsonw_raw(jsonw_t *w, const char *json, size_t n)
     buf_append(w->out, json, n);
 }
 
+static bool needs_escape(unsigned char c)
+{
+    return c < 0x20 || c == '"' || c == '\\';
+}
+
 void json_escape_into(buf_t *out, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    /* the common case: nothing to escape, one copy */
+    size_t clean = 0;
+    while (clean < n && !needs_escape((unsigned char)s[clean])) {
+        clean++;
+    }
     buf_reserve(out, n + 2);
-    buf_putc(out, '"');
-    size_t run = 0; /* start of the pending run of bytes that need no escape */
-    for (size_t i = 0; i < n; i++) {
+    out->data[out->len++] = '"';
+    memcpy(out->data + out->len, s, clean);
+    out->len += clean;
+    size_t run = clean; /* start of the pending run of bytes that need no escape */
+    for (size_t i = clean; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
+        if (!needs_escape(c)) {
             continue;
         }
         buf_append(out, s + run, i - run);

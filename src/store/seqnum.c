@@ -2,6 +2,7 @@
 #include "store/seqnum.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 __extension__ typedef unsigned __int128 u128_t;
@@ -137,4 +138,39 @@ uint16_t seqnum_stream_tag(const char *stream_name, int64_t stream_created_ms)
         h = (h ^ (unsigned char)((uint64_t)stream_created_ms >> (8 * i))) * 1099511628211ULL;
     }
     return (uint16_t)((h ^ (h >> 12) ^ (h >> 24) ^ (h >> 36) ^ (h >> 48)) & 0xFFF);
+}
+
+size_t seqnum_format_next(seqnum_cursor_t *cur, const seqnum_t *s, char *out)
+{
+    static const char two_80[] = "1208925819614629174706176"; /* 2^80 */
+    const size_t cap = sizeof cur->digits;
+    bool follows = cur->valid && s->index == cur->last.index + 1 && s->index != 0 &&
+                   s->arrival_secs == cur->last.arrival_secs && s->shard_index == cur->last.shard_index &&
+                   s->shard_created_secs == cur->last.shard_created_secs && s->stream_tag == cur->last.stream_tag;
+    if (follows) {
+        char *d = cur->digits;
+        size_t k = sizeof two_80 - 1;
+        int carry = 0;
+        size_t i = 0;
+        /* only the low 25 digits and the carry out of them change */
+        for (; i < k || carry; i++) {
+            int a = i < cur->len ? d[cap - 1 - i] - '0' : 0;
+            int b = i < k ? two_80[k - 1 - i] - '0' : 0;
+            int sum = a + b + carry;
+            carry = sum >= 10;
+            d[cap - 1 - i] = (char)('0' + sum - 10 * carry);
+        }
+        if (i > cur->len) {
+            cur->len = i;
+        }
+    } else {
+        char tmp[SEQNUM_STR_MAX];
+        cur->len = seqnum_format(s, tmp);
+        memcpy(cur->digits + cap - cur->len, tmp, cur->len);
+        cur->valid = 1;
+    }
+    cur->last = *s;
+    memcpy(out, cur->digits + cap - cur->len, cur->len);
+    out[cur->len] = '\0';
+    return cur->len;
 }

@@ -43,6 +43,17 @@ uint16_t seqnum_stream_tag(const char *stream_name, int64_t stream_created_ms);
 
 /* Writes the decimal form into out (SEQNUM_STR_MAX bytes); returns its length. */
 size_t seqnum_format(const seqnum_t *s, char *out);
+/* Formats runs of numbers fast: the number of the next record (index + 1, same shard, same arrival second)
+ * is the previous one plus 2^80, done as decimal addition instead of a full conversion. Start with
+ * `seqnum_cursor_t cur = {0};`. */
+typedef struct seqnum_cursor {
+    seqnum_t last;
+    char digits[SEQNUM_STR_MAX]; /* right-aligned in the array, len digits */
+    size_t len;
+    int valid;
+} seqnum_cursor_t;
+size_t seqnum_format_next(seqnum_cursor_t *cur, const seqnum_t *s, char *out);
+
 /* Parses a decimal string of n bytes. Returns 0, or -EINVAL when it is not a version-2 number. */
 int seqnum_parse(const char *str, size_t n, seqnum_t *out);
 /* Orders two numbers of the same shard lineage: <0, 0, >0. */

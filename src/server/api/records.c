@@ -58,7 +58,7 @@ static shard_t *route(stream_t *s, u128 key)
     return NULL;
 }
 
-static size_t format_seq(const shard_t *sh, uint16_t tag, uint64_t index, int64_t arrival_ms,
+static size_t format_seq(seqnum_cursor_t *cur, const shard_t *sh, uint16_t tag, uint64_t index, int64_t arrival_ms,
                          char out[SEQNUM_STR_MAX])
 {
     seqnum_t sn = {
@@ -68,7 +68,7 @@ static size_t format_seq(const shard_t *sh, uint16_t tag, uint64_t index, int64_
         .shard_index = sh->index,
         .stream_tag = tag,
     };
-    return seqnum_format(&sn, out);
+    return seqnum_format_next(cur, &sn, out);
 }
 
 /* ---- puts ---- */
@@ -144,6 +144,7 @@ static void put_finish(void *arg)
         }
     }
     char seq[SEQNUM_STR_MAX], id[32];
+    seqnum_cursor_t cursor = {0};
     if (p->single) {
         put_record_t *r = &p->records[0];
         if (r->state == REC_THROTTLED) {
@@ -155,7 +156,7 @@ static void put_finish(void *arg)
             api_error(c, KERR_INTERNAL_FAILURE, "Internal service failure.");
         } else {
             shard_id_format(r->shard->index, id);
-            format_seq(r->shard, p->tag, r->index, r->arrival_ms, seq);
+            format_seq(&cursor, r->shard, p->tag, r->index, r->arrival_ms, seq);
             jsonw_key(&c->w, "ShardId");
             jsonw_str(&c->w, id);
             jsonw_key(&c->w, "SequenceNumber");
@@ -181,7 +182,7 @@ static void put_finish(void *arg)
         jsonw_obj_begin(&c->w);
         if (r->state == REC_OK) {
             shard_id_format(r->shard->index, id);
-            size_t seq_len = format_seq(r->shard, p->tag, r->index, r->arrival_ms, seq);
+            size_t seq_len = format_seq(&cursor, r->shard, p->tag, r->index, r->arrival_ms, seq);
             jsonw_key(&c->w, "SequenceNumber");
             jsonw_str_plain(&c->w, seq, seq_len);
             jsonw_key(&c->w, "ShardId");
@@ -613,6 +614,7 @@ void op_get_shard_iterator(api_call_t *c)
 typedef struct read_ctx {
     api_call_t *c;
     const shard_t *shard;
+    seqnum_cursor_t cursor;
     uint16_t tag;
     int64_t last_arrival;
     size_t bytes;
@@ -624,7 +626,7 @@ static bool write_record(void *arg, const seg_record_t *rec)
     read_ctx_t *rc = arg;
     jsonw_t *w = &rc->c->w;
     char seq[SEQNUM_STR_MAX];
-    size_t seq_len = format_seq(rc->shard, rc->tag, rec->index, rec->arrival_ms, seq);
+    size_t seq_len = format_seq(&rc->cursor, rc->shard, rc->tag, rec->index, rec->arrival_ms, seq);
     jsonw_obj_begin(w);
     jsonw_key(w, "SequenceNumber");
     jsonw_str_plain(w, seq, seq_len);
@@ -730,7 +732,8 @@ void op_get_records(api_call_t *c)
     uint64_t horizon = dataplane_trim_horizon(srv, s, sh->rt, c->now_ms);
     uint64_t from = pos.position < horizon ? horizon : pos.position;
 
-    read_ctx_t rc = {c, sh, seqnum_stream_tag(s->name, s->created_ms), 0, 0, s->cfg.encrypted};
+    read_ctx_t rc = {.c = c, .shard = sh, .tag = seqnum_stream_tag(s->name, s->created_ms),
+                     .encrypted = s->cfg.encrypted};
     uint64_t next = from;
     jsonw_key(&c->w, "Records");
     jsonw_arr_begin(&c->w);

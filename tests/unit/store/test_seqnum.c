@@ -84,3 +84,20 @@ Test(seqnum, rejects_foreign_numbers)
     memset(big, '9', 70);
     cr_assert_eq(seqnum_parse(big, 70, &out), -EINVAL);
 }
+
+Test(seqnum, cursor_matches_full_conversion)
+{
+    seqnum_cursor_t cur = {0};
+    uint64_t starts[] = {0, 1, 999999, (1ULL << 48) - 3, UINT64_MAX - 5};
+    for (size_t k = 0; k < sizeof starts / sizeof starts[0]; k++) {
+        for (uint64_t i = 0; i < 5; i++) {
+            seqnum_t sn = {.shard_created_secs = 1795318191, .index = starts[k] + i,
+                           .arrival_secs = 1795318191 + (i == 3), .shard_index = 3, .stream_tag = 0xABC};
+            char a[SEQNUM_STR_MAX], b[SEQNUM_STR_MAX];
+            size_t na = seqnum_format_next(&cur, &sn, a);
+            size_t nb = seqnum_format(&sn, b);
+            cr_assert_eq(na, nb);
+            cr_assert_str_eq(a, b, "index %llu", (unsigned long long)sn.index);
+        }
+    }
+}
