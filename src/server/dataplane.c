@@ -5,10 +5,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "common/base64.h"
 #include "common/log.h"
@@ -239,7 +239,8 @@ int dataplane_init_keys(server_t *srv)
             srv->iterator_key[i] = (unsigned char)v;
         }
     } else {
-        if (RAND_bytes(srv->iterator_key, sizeof srv->iterator_key) != 1) {
+        /* the kernel's generator: OpenSSL's would cost megabytes of resident memory to initialise */
+        if (getrandom(srv->iterator_key, sizeof srv->iterator_key, 0) != (ssize_t)sizeof srv->iterator_key) {
             catalog_unlock(srv->catalog);
             return -1;
         }
