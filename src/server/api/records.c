@@ -233,7 +233,7 @@ static void group_done(void *arg, int status)
 }
 
 /* Decodes one record into r; replies with the error and returns false when invalid. */
-static bool read_record(api_call_t *c, const put_entry_in_t *in, const char *path, put_record_t *r,
+static bool read_record(api_call_t *c, const put_entry_in_t *in, size_t member, put_record_t *r,
                         unsigned char *dst, size_t max_record, u128 *key)
 {
     long n = base64_decode(in->data, in->data_len, dst);
@@ -249,6 +249,11 @@ static bool read_record(api_call_t *c, const put_entry_in_t *in, const char *pat
     r->pk = in->pk;
     r->pk_len = in->pk_len;
     if (r->data_len > max_record) {
+        /* where the record sits, as the service names it: "records.N.member." (PutRecords) or nothing */
+        char path[48] = "";
+        if (member > 0) {
+            snprintf(path, sizeof path, "records.%zu.member.", member);
+        }
         api_error(c, KERR_VALIDATION,
                   "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=%zu cap=%zu]' at '%sdata' "
                   "failed to satisfy constraint: Member must have length less than or equal to %zu",
@@ -330,13 +335,8 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
     u128 *keys = calloc(count, sizeof *keys);
     size_t used = 0, total = 0;
     for (size_t i = 0; i < count; i++) {
-        char path[48];
-        if (single) {
-            path[0] = '\0';
-        } else {
-            snprintf(path, sizeof path, "records.%zu.member.", i + 1);
-        }
-        if (!read_record(c, &body->entries[i], path, &p->records[i], p->blob + used, max_record, &keys[i])) {
+        if (!read_record(c, &body->entries[i], single ? 0 : i + 1, &p->records[i], p->blob + used, max_record,
+                         &keys[i])) {
             free(keys);
             put_free(p);
             return;
