@@ -2,11 +2,14 @@
  * engine_local: the local storage engine: one shardlog per shard under data/streams/<stream>/<shard>, and
  * one sync thread that does group commit: every writer waiting for durability is queued, the thread takes
  * the whole queue, fdatasyncs each shard log in it once, and completes all its waiters. Concurrent
- * requests therefore share one fdatasync per shard (one costs ~150 us here).
+ * requests therefore share one fdatasync per shard (one costs ~150 us here, and milliseconds when the
+ * disk is busy). There are SYNC_WORKERS such threads, each owning the shards that hash to it, so that
+ * different shards' fdatasyncs run in parallel while one shard's are never reordered.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,16 +38,28 @@ struct engine_shard {
     shard_log_t *log;
 };
 
+#define SYNC_WORKERS 4
+
+struct local_engine;
+
+typedef struct sync_worker {
+    struct local_engine *le;
+    int id;
+    pthread_t tid;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    waiter_t *head, *tail;
+    bool stopping;
+} sync_worker_t;
+
 typedef struct local_engine {
     engine_t base;
     engine_local_options_t opt;
     char data_dir[4096];
-    pthread_t sync_thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    waiter_t *head, *tail;
-    open_log_t logs; /* sentinel of the list of open shards */
-    bool stopping;
+    pthread_mutex_t lock; /* guards the list of open logs */
+    open_log_t logs;      /* sentinel of the list of open shards */
+    sync_worker_t workers[SYNC_WORKERS];
+    int nworkers;         /* started */
 } local_engine_t;
 
 const char *durability_name(durability_t d)
@@ -140,15 +155,17 @@ static int when_durable(engine_t *e, engine_shard_t *s, uint64_t ticket, engine_
     }
     shard_log_ref(s->log);
     *w = (waiter_t){NULL, s->log, ticket, done, arg};
-    pthread_mutex_lock(&le->lock);
-    if (le->tail != NULL) {
-        le->tail->next = w;
+    /* a shard always goes to the same worker: its waiters stay in order */
+    sync_worker_t *wk = &le->workers[((uintptr_t)s->log >> 6) % SYNC_WORKERS];
+    pthread_mutex_lock(&wk->lock);
+    if (wk->tail != NULL) {
+        wk->tail->next = w;
     } else {
-        le->head = w;
+        wk->head = w;
     }
-    le->tail = w;
-    pthread_cond_signal(&le->wake);
-    pthread_mutex_unlock(&le->lock);
+    wk->tail = w;
+    pthread_cond_signal(&wk->wake);
+    pthread_mutex_unlock(&wk->lock);
     return 0;
 }
 
@@ -230,52 +247,67 @@ static void sync_all(local_engine_t *le)
 
 static void *sync_main(void *arg)
 {
-    local_engine_t *le = arg;
-    pthread_mutex_lock(&le->lock);
+    sync_worker_t *wk = arg;
+    local_engine_t *le = wk->le;
+    /* worker 0 also runs the periodic sync of --durability interval */
+    bool periodic = wk->id == 0 && le->opt.durability == DURABILITY_INTERVAL;
+    pthread_mutex_lock(&wk->lock);
     for (;;) {
-        if (le->head == NULL && !le->stopping) {
-            if (le->opt.durability == DURABILITY_INTERVAL) {
+        if (wk->head == NULL && !wk->stopping) {
+            if (periodic) {
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_nsec += (long)le->opt.interval_ms * 1000000L;
                 ts.tv_sec += ts.tv_nsec / 1000000000L;
                 ts.tv_nsec %= 1000000000L;
-                int rc = pthread_cond_timedwait(&le->wake, &le->lock, &ts);
-                if (rc != 0 && le->head == NULL && !le->stopping) {
-                    pthread_mutex_unlock(&le->lock);
+                int rc = pthread_cond_timedwait(&wk->wake, &wk->lock, &ts);
+                if (rc != 0 && wk->head == NULL && !wk->stopping) {
+                    pthread_mutex_unlock(&wk->lock);
                     sync_all(le);
-                    pthread_mutex_lock(&le->lock);
+                    pthread_mutex_lock(&wk->lock);
                 }
                 continue;
             }
-            pthread_cond_wait(&le->wake, &le->lock);
+            pthread_cond_wait(&wk->wake, &wk->lock);
             continue;
         }
-        waiter_t *batch = le->head;
-        le->head = le->tail = NULL;
-        bool stopping = le->stopping;
-        pthread_mutex_unlock(&le->lock);
+        waiter_t *batch = wk->head;
+        wk->head = wk->tail = NULL;
+        bool stopping = wk->stopping;
+        pthread_mutex_unlock(&wk->lock);
         complete_batch(batch);
         if (stopping && batch == NULL) {
             return NULL;
         }
-        pthread_mutex_lock(&le->lock);
+        pthread_mutex_lock(&wk->lock);
     }
+}
+
+static void stop_workers(local_engine_t *le)
+{
+    for (int i = 0; i < le->nworkers; i++) {
+        sync_worker_t *wk = &le->workers[i];
+        pthread_mutex_lock(&wk->lock);
+        wk->stopping = true;
+        pthread_cond_signal(&wk->wake);
+        pthread_mutex_unlock(&wk->lock);
+    }
+    for (int i = 0; i < le->nworkers; i++) {
+        pthread_join(le->workers[i].tid, NULL);
+        pthread_mutex_destroy(&le->workers[i].lock);
+        pthread_cond_destroy(&le->workers[i].wake);
+    }
+    le->nworkers = 0;
 }
 
 static void engine_close(engine_t *e)
 {
     local_engine_t *le = local(e);
-    pthread_mutex_lock(&le->lock);
-    le->stopping = true;
-    pthread_cond_signal(&le->wake);
-    pthread_mutex_unlock(&le->lock);
-    pthread_join(le->sync_thread, NULL);
+    stop_workers(le);
     if (le->opt.durability != DURABILITY_NONE) {
         sync_all(le);
     }
     pthread_mutex_destroy(&le->lock);
-    pthread_cond_destroy(&le->wake);
     free(le);
 }
 
@@ -316,11 +348,22 @@ engine_t *engine_local_new(const engine_local_options_t *opt, char *errmsg, size
         return NULL;
     }
     pthread_mutex_init(&le->lock, NULL);
-    pthread_cond_init(&le->wake, NULL);
-    if (pthread_create(&le->sync_thread, NULL, sync_main, le) != 0) {
-        snprintf(errmsg, errmsg_len, "cannot start the sync thread");
-        free(le);
-        return NULL;
+    for (int i = 0; i < SYNC_WORKERS; i++) {
+        sync_worker_t *wk = &le->workers[i];
+        wk->le = le;
+        wk->id = i;
+        pthread_mutex_init(&wk->lock, NULL);
+        pthread_cond_init(&wk->wake, NULL);
+        if (pthread_create(&wk->tid, NULL, sync_main, wk) != 0) {
+            pthread_mutex_destroy(&wk->lock);
+            pthread_cond_destroy(&wk->wake);
+            stop_workers(le);
+            pthread_mutex_destroy(&le->lock);
+            snprintf(errmsg, errmsg_len, "cannot start the sync threads");
+            free(le);
+            return NULL;
+        }
+        le->nworkers = i + 1;
     }
     return &le->base;
 }
