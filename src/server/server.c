@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/clock.h"
 #include "server/dataplane.h"
@@ -36,32 +37,13 @@ void server_config_defaults(server_config_t *cfg)
     cfg->segment_bytes = 64u << 20;
 }
 
-/* Creates dir and its parents (mode 0750). */
-static int make_dirs(const char *dir)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(path, 0750) != 0 && errno != EEXIST) {
-                return -errno;
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(path, 0750) != 0 && errno != EEXIST) {
-        return -errno;
-    }
-    return 0;
-}
 
 int server_start(server_t *srv, const server_config_t *cfg)
 {
     memset(srv, 0, sizeof *srv);
     srv->cfg = *cfg;
     atomic_init(&srv->ready, false);
-    int rc = make_dirs(cfg->data_dir);
+    int rc = mkdir_p(cfg->data_dir);
     if (rc != 0) {
         log_error("cannot create data folder %s: %s", cfg->data_dir, strerror(-rc));
         return rc;

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsutil.h"
 #include "common/log.h"
 
 #define READ_CHUNK (256 * 1024)
@@ -399,29 +400,11 @@ out:
     return rc;
 }
 
-static int make_dirs(const char *dir)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(path, 0750) != 0 && errno != EEXIST) {
-                return -errno;
-            }
-            *p = '/';
-        }
-    }
-    if (mkdir(path, 0750) != 0 && errno != EEXIST) {
-        return -errno;
-    }
-    return 0;
-}
 
 int shard_log_open(const char *dir, const shard_log_options_t *opt, uint64_t first_index, shard_log_t **out,
                    char *errmsg, size_t errmsg_len)
 {
-    int rc = make_dirs(dir);
+    int rc = mkdir_p(dir);
     if (rc != 0) {
         snprintf(errmsg, errmsg_len, "cannot create %s: %s", dir, strerror(-rc));
         return rc;
