@@ -238,7 +238,7 @@ def ft_server(tmp_path, faketime_ok):
         print(f"--- eddy stderr ---\n{server.tail()}")
 
 
-def fill_and_jump(server, retention_hours=None):
+def fill_and_jump(server, retention_hours=None, witness=None):
     """Writes ~5 MB (at least 3 segments of 1 MiB) at the real time, reads it back, then restarts eddy 25
     hours in the future. Returns (kinesis client, stream name, shard id, acknowledged records)."""
     server.start()
@@ -259,6 +259,14 @@ def fill_and_jump(server, retention_hours=None):
         acked.extend(got)
     assert_same_records(read_all(kinesis, name, shard_id), acked)
     assert len(seg_files(server.data_dir, name)) >= 3, seg_files(server.data_dir, name)
+    if witness is not None:
+        # a second stream with the default retention, whose expiry shows that a trim pass has run
+        witness_shard = create_stream(kinesis, witness)
+        for b in range(4):
+            got, failed, err = put_batch(kinesis, witness, b * BATCH)
+            assert failed == 0 and err is None
+        assert len(seg_files(server.data_dir, witness)) >= 2
+        assert witness_shard == shard_id
 
     close_clients()
     assert server.stop() == 0, server.tail()
@@ -292,14 +300,23 @@ def test_retention_expired_records_disappear_and_segments_are_deleted(ft_server)
 
 
 def test_retention_48h_keeps_records_after_25h(ft_server):
-    kinesis, name, shard_id, old = fill_and_jump(ft_server, retention_hours=48)
+    # The housekeeping trims streams in name order, once a second: when the witness (named after the kept
+    # stream) has lost its expired segments, a trim pass has also been over the kept stream.
+    witness = "zz-witness-" + unique_name("w")
+    kinesis, name, shard_id, old = fill_and_jump(ft_server, retention_hours=48, witness=witness)
+    assert name < witness
     summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
     assert summary["RetentionPeriodHours"] == 48
     segs = seg_files(ft_server.data_dir, name)
 
     assert_same_records(read_all(kinesis, name, shard_id), old)
     resp = kinesis.put_record(StreamName=name, Data=b"fresh", PartitionKey="pk")
-    # Give the trim a few passes: nothing may be deleted.
-    time.sleep(2.5)
+    wait_until(
+        lambda: len(seg_files(ft_server.data_dir, witness)) == 1,
+        timeout=10,
+        interval=0.1,
+        message="the witness stream's expired segments deleted",
+    )
+    # the trim pass that expired the witness went over the kept stream too: nothing of it was deleted
     assert seg_files(ft_server.data_dir, name)[: len(segs)] == segs
     assert_same_records(read_all(kinesis, name, shard_id), old + [(resp["SequenceNumber"], b"fresh")])
