@@ -635,6 +635,7 @@ int shard_log_sync(shard_log_t *log, uint64_t *synced_end)
     uint64_t end = atomic_load(&log->written_end);
     int64_t arrival = log->last_arrival;
     uint64_t size = seg->size;
+    uint64_t generation = log->generation;
     int fd = seg->fd;
     bool needed = seg->synced_size < size;
     pthread_mutex_unlock(&log->append_lock);
@@ -644,7 +645,13 @@ int shard_log_sync(shard_log_t *log, uint64_t *synced_end)
         rc = -errno;
     }
     pthread_mutex_lock(&log->append_lock);
-    if (rc == 0) {
+    if (log->generation != generation) {
+        /* A failed fdatasync in a roll discarded records while ours ran: the bytes we synced may since
+         * have been cut off and rewritten by later appends, so this sync proves nothing. */
+        if (rc == 0) {
+            rc = -EIO;
+        }
+    } else if (rc == 0) {
         if (seg->synced_size < size) {
             seg->synced_size = size;
         }
