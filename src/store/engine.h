@@ -65,7 +65,7 @@ typedef struct engine_local_options {
     shard_log_options_t log;   /* segment size, index interval, I/O table */
 } engine_local_options_t;
 
-/* Starts the local engine (and its sync thread). Returns NULL with errmsg on failure. */
+/* Starts the local engine (and its sync workers). Returns NULL with errmsg on failure. */
 engine_t *engine_local_new(const engine_local_options_t *opt, char *errmsg, size_t errmsg_len);
 
 const char *durability_name(durability_t d);

@@ -1,6 +1,6 @@
 /*
  * engine_local: the local storage engine: one shardlog per shard under data/streams/<stream>/<shard>, and
- * one sync thread that does group commit: every writer waiting for durability is queued, the thread takes
+ * sync workers that do group commit: every writer waiting for durability is queued, a worker takes
  * the whole queue, fdatasyncs each shard log in it once, and completes all its waiters. Concurrent
  * requests therefore share one fdatasync per shard (one costs ~150 us here, and milliseconds when the
  * disk is busy). There are SYNC_WORKERS such threads, each owning the shards that hash to it, so that

@@ -5,8 +5,8 @@
  *
  * Concurrency: any thread may call any function. Appends are serialised by a per-log mutex; readers never
  * wait for appends (they read what is visible: records below shard_log_visible_end()). Records become
- * visible when they are durable as the log's mode promises: after shard_log_sync() for SHARD_LOG_SYNCED
- * logs, right after the append otherwise.
+ * visible when they are durable as the log's mode promises: after shard_log_sync() when the log was opened
+ * with visible_after_sync, right after the append otherwise.
  *
  * Lifetime: a log is reference counted; shard_log_open returns one reference.
  */

@@ -58,14 +58,14 @@ static shard_t *route(stream_t *s, u128 key)
     return NULL;
 }
 
-static size_t format_seq(seqnum_cursor_t *cur, const shard_t *sh, uint16_t tag, uint64_t index, int64_t arrival_ms,
-                         char out[SEQNUM_STR_MAX])
+static size_t format_seq(seqnum_cursor_t *cur, uint32_t shard_index, int64_t shard_created_ms, uint16_t tag,
+                         uint64_t index, int64_t arrival_ms, char out[SEQNUM_STR_MAX])
 {
     seqnum_t sn = {
-        .shard_created_secs = (uint64_t)(sh->created_ms / 1000),
+        .shard_created_secs = (uint64_t)(shard_created_ms / 1000),
         .index = index,
         .arrival_secs = (uint64_t)(arrival_ms / 1000),
-        .shard_index = sh->index,
+        .shard_index = shard_index,
         .stream_tag = tag,
     };
     return seqnum_format_next(cur, &sn, out);
@@ -80,7 +80,9 @@ typedef struct put_record {
     size_t pk_len;
     unsigned char *data; /* decoded; points into put_t.blob */
     size_t data_len;
-    shard_t *shard;
+    shard_t *shard; /* valid only under the catalog lock (routing and appending) */
+    uint32_t shard_index;
+    int64_t shard_created_ms;
     int group; /* index into groups */
     int state;
     uint64_t index;
@@ -98,7 +100,6 @@ typedef struct put {
     http_guard_t *guard;
     bool orphaned;
     bool single; /* PutRecord */
-    stream_t *stream;
     char stream_name[STREAM_NAME_MAX + 1];
     uint16_t tag; /* the stream's sequence number tag */
     bool encrypted;
@@ -118,10 +119,10 @@ static void put_free(put_t *p)
     free(p);
 }
 
-static void throttle_message(put_t *p, const shard_t *sh, buf_t *out)
+static void throttle_message(put_t *p, uint32_t shard_index, buf_t *out)
 {
     char id[32];
-    shard_id_format(sh->index, id);
+    shard_id_format(shard_index, id);
     buf_printf(out, "Rate exceeded for shard %s in stream %s under account %s.", id, p->stream_name,
                p->c->srv->cfg.account_id);
 }
@@ -149,14 +150,14 @@ static void put_finish(void *arg)
         put_record_t *r = &p->records[0];
         if (r->state == REC_THROTTLED) {
             buf_t msg = BUF_INIT;
-            throttle_message(p, r->shard, &msg);
+            throttle_message(p, r->shard_index, &msg);
             api_error(c, KERR_PROVISIONED_THROUGHPUT_EXCEEDED, "%s", buf_cstr(&msg));
             buf_dispose(&msg);
         } else if (r->state == REC_FAILED) {
             api_error(c, KERR_INTERNAL_FAILURE, "Internal service failure.");
         } else {
-            shard_id_format(r->shard->index, id);
-            format_seq(&cursor, r->shard, p->tag, r->index, r->arrival_ms, seq);
+            shard_id_format(r->shard_index, id);
+            format_seq(&cursor, r->shard_index, r->shard_created_ms, p->tag, r->index, r->arrival_ms, seq);
             jsonw_key(&c->w, "ShardId");
             jsonw_str(&c->w, id);
             jsonw_key(&c->w, "SequenceNumber");
@@ -181,15 +182,15 @@ static void put_finish(void *arg)
         put_record_t *r = &p->records[i];
         jsonw_obj_begin(&c->w);
         if (r->state == REC_OK) {
-            shard_id_format(r->shard->index, id);
-            size_t seq_len = format_seq(&cursor, r->shard, p->tag, r->index, r->arrival_ms, seq);
+            shard_id_format(r->shard_index, id);
+            size_t seq_len = format_seq(&cursor, r->shard_index, r->shard_created_ms, p->tag, r->index, r->arrival_ms, seq);
             jsonw_key(&c->w, "SequenceNumber");
             jsonw_str_plain(&c->w, seq, seq_len);
             jsonw_key(&c->w, "ShardId");
             jsonw_str_plain(&c->w, id, strlen(id));
         } else if (r->state == REC_THROTTLED) {
             buf_reset(&msg);
-            throttle_message(p, r->shard, &msg);
+            throttle_message(p, r->shard_index, &msg);
             jsonw_key(&c->w, "ErrorCode");
             jsonw_str(&c->w, "ProvisionedThroughputExceededException");
             jsonw_key(&c->w, "ErrorMessage");
@@ -316,7 +317,6 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
     }
     p->c = c;
     p->single = single;
-    p->stream = s;
     snprintf(p->stream_name, sizeof p->stream_name, "%s", s->name);
     p->tag = seqnum_stream_tag(s->name, s->created_ms);
     p->encrypted = s->cfg.encrypted;
@@ -361,6 +361,9 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
             r->state = REC_FAILED;
             continue;
         }
+        /* copies for the reply, which is built after the catalog lock was released */
+        r->shard_index = r->shard->index;
+        r->shard_created_ms = r->shard->created_ms;
         if (srv->cfg.shard_limits && !dataplane_take_write(r->shard->rt, c->now_ms, r->data_len + r->pk_len)) {
             r->state = REC_THROTTLED;
             continue;
@@ -626,7 +629,7 @@ static bool write_record(void *arg, const seg_record_t *rec)
     read_ctx_t *rc = arg;
     jsonw_t *w = &rc->c->w;
     char seq[SEQNUM_STR_MAX];
-    size_t seq_len = format_seq(&rc->cursor, rc->shard, rc->tag, rec->index, rec->arrival_ms, seq);
+    size_t seq_len = format_seq(&rc->cursor, rc->shard->index, rc->shard->created_ms, rc->tag, rec->index, rec->arrival_ms, seq);
     jsonw_obj_begin(w);
     jsonw_key(w, "SequenceNumber");
     jsonw_str_plain(w, seq, seq_len);
