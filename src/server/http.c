@@ -32,6 +32,7 @@ typedef struct loop_thread {
     pthread_t tid;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
+    int listen_fd;
     h2o_socket_t *listener;
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t stop_receiver;
@@ -52,6 +53,9 @@ struct http_server {
     int fd;
     int nthreads;
     loop_thread_t *threads;
+    pthread_mutex_t ready_lock;
+    pthread_cond_t ready_cond;
+    int ready; /* loops that have set themselves up */
     uint64_t grace_ms;
 };
 
@@ -291,19 +295,6 @@ static bool loop_idle(loop_thread_t *t)
     return h2o_linklist_is_empty(&t->ctx.http1._conns) && h2o_linklist_is_empty(&t->ctx.http2._conns);
 }
 
-static void *loop_main(void *arg)
-{
-    loop_thread_t *t = arg;
-    h2o_evloop_t *loop = t->ctx.loop;
-    for (;;) {
-        h2o_evloop_run(loop, t->stopping ? 10 : INT32_MAX);
-        if (t->stopping && (loop_idle(t) || clock_monotonic_ms() >= t->stop_deadline_ms)) {
-            break;
-        }
-    }
-    return NULL;
-}
-
 static int open_listener(const http_config_t *cfg, int *bound_port, char *errmsg, size_t errmsg_len)
 {
     struct addrinfo hints = {0}, *res = NULL;
@@ -343,6 +334,40 @@ static int open_listener(const http_config_t *cfg, int *bound_port, char *errmsg
     return fd;
 }
 
+/* Everything of a loop's that h2o allocates is set up here, on the loop's own thread: h2o sockets take
+ * their input buffers' recycling allocator from the creating thread's thread-local
+ * h2o_socket_buffer_prototype. Sockets made on the main thread (the context's and our message queues'
+ * pipes, the listener) would have every loop share the main thread's unlocked free list, which corrupts the
+ * heap under load. */
+static void *loop_main(void *arg)
+{
+    loop_thread_t *t = arg;
+    http_server_t *srv = t->srv;
+    h2o_context_init(&t->ctx, h2o_evloop_create(), &srv->config);
+    t->accept_ctx.ctx = &t->ctx;
+    t->accept_ctx.hosts = srv->config.hosts;
+    t->queue = h2o_multithread_create_queue(t->ctx.loop);
+    h2o_multithread_register_receiver(t->queue, &t->stop_receiver, on_stop_message);
+    h2o_multithread_register_receiver(t->queue, &t->later_receiver, on_later_messages);
+    t->listener = h2o_evloop_socket_create(t->ctx.loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    t->listener->data = t;
+    h2o_socket_read_start(t->listener, on_accept);
+
+    pthread_mutex_lock(&srv->ready_lock);
+    srv->ready++;
+    pthread_cond_broadcast(&srv->ready_cond);
+    pthread_mutex_unlock(&srv->ready_lock);
+
+    h2o_evloop_t *loop = t->ctx.loop;
+    for (;;) {
+        h2o_evloop_run(loop, t->stopping ? 10 : INT32_MAX);
+        if (t->stopping && (loop_idle(t) || clock_monotonic_ms() >= t->stop_deadline_ms)) {
+            break;
+        }
+    }
+    return NULL;
+}
+
 int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_port, char *errmsg,
                       size_t errmsg_len)
 {
@@ -358,6 +383,8 @@ int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_
     srv->cfg = *cfg;
     srv->fd = fd;
     srv->nthreads = cfg->threads > 0 ? cfg->threads : 1;
+    pthread_mutex_init(&srv->ready_lock, NULL);
+    pthread_cond_init(&srv->ready_cond, NULL);
 
     h2o_config_init(&srv->config);
     srv->config.server_name = h2o_iovec_init(H2O_STRLIT("eddy"));
@@ -381,25 +408,22 @@ int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_
     for (int i = 0; i < srv->nthreads; i++) {
         loop_thread_t *t = &srv->threads[i];
         t->srv = srv;
-        h2o_context_init(&t->ctx, h2o_evloop_create(), &srv->config);
-        t->accept_ctx.ctx = &t->ctx;
-        t->accept_ctx.hosts = srv->config.hosts;
-        t->queue = h2o_multithread_create_queue(t->ctx.loop);
-        h2o_multithread_register_receiver(t->queue, &t->stop_receiver, on_stop_message);
-        h2o_multithread_register_receiver(t->queue, &t->later_receiver, on_later_messages);
         /* each loop owns a descriptor of its own on the shared socket: closing one leaves the others */
-        int lfd = i == 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (lfd < 0) {
+        t->listen_fd = i == 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (t->listen_fd < 0) {
             abort();
         }
-        t->listener = h2o_evloop_socket_create(t->ctx.loop, lfd, H2O_SOCKET_FLAG_DONT_READ);
-        t->listener->data = t;
-        h2o_socket_read_start(t->listener, on_accept);
         if (pthread_create(&t->tid, NULL, loop_main, t) != 0) {
             snprintf(errmsg, errmsg_len, "cannot start loop thread: %s", strerror(errno));
             abort(); /* startup failure; nothing to recover */
         }
     }
+    /* ready when every loop can take messages (stop) and connections */
+    pthread_mutex_lock(&srv->ready_lock);
+    while (srv->ready < srv->nthreads) {
+        pthread_cond_wait(&srv->ready_cond, &srv->ready_lock);
+    }
+    pthread_mutex_unlock(&srv->ready_lock);
     *out = srv;
     return 0;
 }
