@@ -54,6 +54,8 @@ static const char schema[] =
     " closed_ms INTEGER NOT NULL, last_seq_index INTEGER NOT NULL, PRIMARY KEY(stream, idx));"
     "CREATE TABLE IF NOT EXISTS tags(stream TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
     " PRIMARY KEY(stream, key));"
+    "CREATE TABLE IF NOT EXISTS stream_events(stream TEXT NOT NULL, kind INTEGER NOT NULL,"
+    " at_ms INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO settings(key, value) VALUES('schema_version', '1');";
 
 static void *xcalloc(size_t n, size_t size)
@@ -228,6 +230,14 @@ static void memory_put_tag(stream_t *s, const char *key, const char *value)
 
 /* ---- loading ---- */
 
+/* Keeps the newest STREAM_EVENTS_KEPT times of each kind (oldest dropped first). */
+static void memory_note_event(stream_t *s, stream_event_t kind, int64_t at_ms)
+{
+    int64_t *t = s->events[kind];
+    memmove(t, t + 1, (STREAM_EVENTS_KEPT - 1) * sizeof *t);
+    t[STREAM_EVENTS_KEPT - 1] = at_ms;
+}
+
 static int load(catalog_t *cat)
 {
     sqlite3_stmt *st = prepare(cat, "SELECT name, created_ms, status, target_status, status_due_ms, mode,"
@@ -280,6 +290,19 @@ static int load(catalog_t *cat)
         sh->first_seq_index = (uint64_t)sqlite3_column_int64(st, 7);
         sh->closed_ms = sqlite3_column_int64(st, 8);
         sh->last_seq_index = (uint64_t)sqlite3_column_int64(st, 9);
+    }
+    sqlite3_finalize(st);
+
+    st = prepare(cat, "SELECT stream, kind, at_ms FROM stream_events ORDER BY at_ms");
+    if (st == NULL) {
+        return -EIO;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        stream_t *s = catalog_find(cat, (const char *)sqlite3_column_text(st, 0));
+        int kind = sqlite3_column_int(st, 1);
+        if (s != NULL && kind >= 0 && kind < STREAM_EVENT_KINDS_) {
+            memory_note_event(s, (stream_event_t)kind, sqlite3_column_int64(st, 2));
+        }
     }
     sqlite3_finalize(st);
 
@@ -612,6 +635,99 @@ int catalog_update_config(catalog_t *cat, stream_t *s, const stream_config_t *cf
     return rc;
 }
 
+int catalog_reshard(catalog_t *cat, stream_t *s, const catalog_close_t *close, size_t nclose, const shard_t *add,
+                    size_t nadd, const stream_config_t *cfg)
+{
+    for (size_t i = 0; i < nadd; i++) {
+        if (add[i].index != s->next_shard_index + i) {
+            return -EINVAL;
+        }
+    }
+    shard_t *closed = xcalloc(nclose ? nclose : 1, sizeof *closed);
+    for (size_t i = 0; i < nclose; i++) {
+        const shard_t *sh = stream_find_shard(s, close[i].index);
+        if (sh == NULL || sh->closed_ms != 0) {
+            free(closed);
+            return -EINVAL;
+        }
+        closed[i] = *sh;
+        closed[i].closed_ms = close[i].closed_ms;
+        closed[i].last_seq_index = close[i].last_seq_index;
+    }
+    uint32_t next = s->next_shard_index + (uint32_t)nadd;
+    int rc = begin(cat);
+    if (rc == 0) {
+        rc = write_stream_row(cat, s, cfg, next, false);
+    }
+    for (size_t i = 0; rc == 0 && i < nclose; i++) {
+        rc = write_shard_row(cat, s->name, &closed[i]);
+    }
+    for (size_t i = 0; rc == 0 && i < nadd; i++) {
+        rc = write_shard_row(cat, s->name, &add[i]);
+    }
+    if (rc == 0) {
+        rc = commit(cat);
+    } else {
+        rollback(cat);
+    }
+    if (rc != 0) {
+        free(closed);
+        return rc;
+    }
+    /* memory: close, then append (indexes only grow, so the array stays ordered by index) */
+    for (size_t i = 0; i < nclose; i++) {
+        shard_t *sh = (shard_t *)stream_find_shard(s, close[i].index);
+        sh->closed_ms = closed[i].closed_ms;
+        sh->last_seq_index = closed[i].last_seq_index;
+    }
+    free(closed);
+    shard_t *grown = realloc(s->shards, (s->shard_count + nadd) * sizeof *grown);
+    if (grown == NULL) {
+        abort();
+    }
+    s->shards = grown;
+    for (size_t i = 0; i < nadd; i++) {
+        s->shards[s->shard_count++] = add[i];
+        s->shards[s->shard_count - 1].rt = NULL;
+    }
+    s->next_shard_index = next;
+    s->cfg = *cfg;
+    return 0;
+}
+
+int catalog_note_event(catalog_t *cat, stream_t *s, stream_event_t kind, int64_t at_ms)
+{
+    sqlite3_stmt *st = prepare(cat, "INSERT INTO stream_events(stream, kind, at_ms) VALUES(?,?,?)");
+    if (st == NULL) {
+        return -EIO;
+    }
+    text(st, 1, s->name);
+    sqlite3_bind_int(st, 2, kind);
+    sqlite3_bind_int64(st, 3, at_ms);
+    int rc = run(cat, st);
+    if (rc == 0) {
+        memory_note_event(s, kind, at_ms);
+        /* rows older than the newest STREAM_EVENTS_KEPT of their kind are never needed again */
+        st = prepare(cat, "DELETE FROM stream_events WHERE stream=?1 AND kind=?2 AND at_ms < ?3");
+        if (st != NULL) {
+            text(st, 1, s->name);
+            sqlite3_bind_int(st, 2, kind);
+            sqlite3_bind_int64(st, 3, s->events[kind][0]);
+            run(cat, st);
+        }
+    }
+    return rc;
+}
+
+size_t catalog_count_events(const stream_t *s, stream_event_t kind, int64_t since_ms)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < STREAM_EVENTS_KEPT; i++) {
+        n += s->events[kind][i] != 0 && s->events[kind][i] >= since_ms;
+    }
+    return n;
+}
+
 int catalog_put_tags(catalog_t *cat, stream_t *s, const tag_t *tags, size_t n)
 {
     int rc = begin(cat);
@@ -674,6 +790,9 @@ int catalog_drop_stream(catalog_t *cat, stream_t *s)
     }
     if (rc == 0) {
         rc = delete_rows(cat, "DELETE FROM shards WHERE stream=?", s->name, NULL);
+    }
+    if (rc == 0) {
+        rc = delete_rows(cat, "DELETE FROM stream_events WHERE stream=?", s->name, NULL);
     }
     if (rc == 0) {
         rc = delete_rows(cat, "DELETE FROM streams WHERE name=?", s->name, NULL);

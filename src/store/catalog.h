@@ -86,6 +86,14 @@ typedef struct tag {
     char *value;
 } tag_t;
 
+/* Operations AWS limits per rolling 24 hours, remembered per stream (the newest few of each kind). */
+typedef enum stream_event {
+    STREAM_EVENT_SCALE,       /* UpdateShardCount */
+    STREAM_EVENT_MODE_SWITCH, /* UpdateStreamMode */
+    STREAM_EVENT_KINDS_,
+} stream_event_t;
+#define STREAM_EVENTS_KEPT 16
+
 typedef struct stream {
     char name[STREAM_NAME_MAX + 1];
     int64_t created_ms;
@@ -95,6 +103,7 @@ typedef struct stream {
     uint32_t next_shard_index;
     tag_t *tags; /* sorted by key */
     size_t tag_count;
+    int64_t events[STREAM_EVENT_KINDS_][STREAM_EVENTS_KEPT]; /* epoch ms, oldest first; 0 = none */
 } stream_t;
 
 typedef struct catalog catalog_t;
@@ -124,6 +133,21 @@ int catalog_create_stream(catalog_t *cat, const char *name, int64_t now_ms, cons
                           uint32_t shard_count, const tag_t *tags, size_t tag_count, stream_t **out);
 /* Replaces the stream's configuration. */
 int catalog_update_config(catalog_t *cat, stream_t *s, const stream_config_t *cfg);
+/* One resharding step, in one transaction: closes the open shards close[0..nclose) (closed_ms and
+ * last_seq_index as given), appends the shards add[0..nadd), whose indexes must be next_shard_index,
+ * next_shard_index + 1, ... (their rt is ignored), and stores cfg. Shard pointers into s are invalid
+ * afterwards (the array may move). -EINVAL when a shard to close is missing or closed already. */
+typedef struct catalog_close {
+    uint32_t index;
+    int64_t closed_ms;
+    uint64_t last_seq_index;
+} catalog_close_t;
+int catalog_reshard(catalog_t *cat, stream_t *s, const catalog_close_t *close, size_t nclose, const shard_t *add,
+                    size_t nadd, const stream_config_t *cfg);
+/* Remembers that an operation of this kind happened at at_ms; counts those at or after since_ms (only the
+ * newest STREAM_EVENTS_KEPT are remembered). */
+int catalog_note_event(catalog_t *cat, stream_t *s, stream_event_t kind, int64_t at_ms);
+size_t catalog_count_events(const stream_t *s, stream_event_t kind, int64_t since_ms);
 /* Adds or overwrites tags. */
 int catalog_put_tags(catalog_t *cat, stream_t *s, const tag_t *tags, size_t n);
 /* Removes the tags with these keys (absent keys are ignored). */

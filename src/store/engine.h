@@ -48,6 +48,9 @@ typedef struct engine_ops {
                 log_visit_fn fn, void *arg, uint64_t *next);
     int (*seek_time)(engine_t *e, engine_shard_t *s, int64_t ts_ms, uint64_t *index);
     void (*bounds)(engine_t *e, engine_shard_t *s, uint64_t *first, uint64_t *visible_end, int64_t *last_arrival);
+    /* The index the next append would get: visible_end plus the records appended but not yet durable
+     * (fsync mode). Equal to visible_end once nothing is pending. */
+    uint64_t (*written_end)(engine_t *e, engine_shard_t *s);
     /* Frees storage whose records all arrived before before_ms. */
     int (*trim)(engine_t *e, engine_shard_t *s, int64_t before_ms);
     /* Stops the engine's threads (after syncing) and frees it. */

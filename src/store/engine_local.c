@@ -188,6 +188,12 @@ static void bounds(engine_t *e, engine_shard_t *s, uint64_t *first, uint64_t *vi
     shard_log_bounds(s->log, first, visible_end, last_arrival);
 }
 
+static uint64_t written_end(engine_t *e, engine_shard_t *s)
+{
+    (void)e;
+    return shard_log_written_end(s->log);
+}
+
 static int trim(engine_t *e, engine_shard_t *s, int64_t before_ms)
 {
     (void)e;
@@ -321,6 +327,7 @@ static const engine_ops_t local_ops = {
     .read = read_records,
     .seek_time = seek_time,
     .bounds = bounds,
+    .written_end = written_end,
     .trim = trim,
     .close = engine_close,
 };

@@ -87,6 +87,9 @@ void op_stop_encryption(api_call_t *c);
 void op_update_max_record_size(api_call_t *c);
 
 void op_list_shards(api_call_t *c);
+void op_split_shard(api_call_t *c);
+void op_merge_shards(api_call_t *c);
+void op_update_shard_count(api_call_t *c);
 
 void op_put_record(api_call_t *c);
 void op_put_records(api_call_t *c);
@@ -108,6 +111,10 @@ void op_update_account_settings(api_call_t *c);
 
 /* Open shards of a stream. */
 size_t stream_open_shards(const stream_t *s);
+/* Open shards of all provisioned streams (what the account shard limit counts). */
+size_t api_provisioned_open_shards(catalog_t *cat);
+/* LimitExceededException for a request that would exceed the account shard limit by `more` shards. */
+void api_shard_limit_error(api_call_t *c, size_t current, int64_t more);
 /* Applies the configured state delay: the stream goes to status now and to ACTIVE after the delay (or at
  * once when the delay is 0). */
 void api_transition(api_call_t *c, stream_config_t *cfg, stream_status_t status);

@@ -1,4 +1,5 @@
 /* api/common: finishing calls, input helpers and stream resolution shared by every handler. */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,4 +214,27 @@ void api_transition(api_call_t *c, stream_config_t *cfg, stream_status_t status)
         cfg->status_due_ms = c->now_ms + c->srv->cfg.state_delay_ms;
     }
     cfg->target_status = STREAM_ACTIVE;
+}
+
+size_t api_provisioned_open_shards(catalog_t *cat)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < catalog_stream_count(cat); i++) {
+        const stream_t *s = catalog_stream_at(cat, i);
+        if (s->cfg.mode == STREAM_PROVISIONED) {
+            n += stream_open_shards(s);
+        }
+    }
+    return n;
+}
+
+void api_shard_limit_error(api_call_t *c, size_t current, int64_t more)
+{
+    api_error(c, KERR_LIMIT_EXCEEDED,
+              "This request would exceed the shard limit for the account %s in %s. Current shard count for "
+              "the account: %zu. Limit: %d. Number of additional shards that would have resulted from this "
+              "request: %" PRId64 ". Refer to the AWS Service Limits page "
+              "(https://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits "
+              "and how to request higher limits.",
+              c->srv->cfg.account_id, c->srv->cfg.region, current, c->srv->cfg.shard_limit, more);
 }

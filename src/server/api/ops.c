@@ -96,6 +96,31 @@ static const vfield_t in_list_shards[] = {
     STREAM_ID,
     END,
 };
+static const char *const scaling_types[] = {"UNIFORM_SCALING", NULL};
+static const vfield_t in_split_shard[] = {
+    STREAM_NAME(false),
+    SHARD_ID("ShardToSplit", true),
+    {"NewStartingHashKey", VT_STRING, true, VNONE, VNONE, PAT_HASH_KEY, NULL, NULL},
+    STREAM_ARN(false),
+    STREAM_ID,
+    END,
+};
+static const vfield_t in_merge_shards[] = {
+    STREAM_NAME(false),
+    SHARD_ID("ShardToMerge", true),
+    SHARD_ID("AdjacentShardToMerge", true),
+    STREAM_ARN(false),
+    STREAM_ID,
+    END,
+};
+static const vfield_t in_update_shard_count[] = {
+    STREAM_NAME(false),
+    INT_RANGE("TargetShardCount", true, 1, 100000),
+    {"ScalingType", VT_STRING, true, VNONE, VNONE, PAT_NONE, scaling_types, NULL},
+    STREAM_ARN(false),
+    STREAM_ID,
+    END,
+};
 static const vfield_t in_retention[] = {
     STREAM_NAME(false),
     {"RetentionPeriodHours", VT_INT, true, VNONE, VNONE, PAT_NONE, NULL, NULL},
@@ -240,15 +265,18 @@ static const api_op_t ops[] = {
     {"ListStreams", in_list_streams, op_list_streams},
     {"ListTagsForResource", in_list_tags_for_resource, op_list_tags_for_resource},
     {"ListTagsForStream", in_list_tags_for_stream, op_list_tags_for_stream},
+    {"MergeShards", in_merge_shards, op_merge_shards},
     {"PutRecord", in_put_record, op_put_record, true, op_put_record_fast},
     {"PutRecords", in_put_records, op_put_records, true, op_put_records_fast},
     {"RemoveTagsFromStream", in_remove_tags, op_remove_tags},
+    {"SplitShard", in_split_shard, op_split_shard},
     {"StartStreamEncryption", in_encryption, op_start_encryption},
     {"StopStreamEncryption", in_encryption, op_stop_encryption},
     {"TagResource", in_tag_resource, op_tag_resource},
     {"UntagResource", in_untag_resource, op_untag_resource},
     {"UpdateAccountSettings", in_update_account_settings, op_update_account_settings},
     {"UpdateMaxRecordSize", in_update_max_record_size, op_update_max_record_size},
+    {"UpdateShardCount", in_update_shard_count, op_update_shard_count},
     {"UpdateStreamMode", in_update_stream_mode, op_update_stream_mode},
 };
 

@@ -753,8 +753,9 @@ void op_get_records(api_call_t *c)
     uint64_t end = 0;
     int64_t last_arrival = 0;
     eng->ops->bounds(eng, sh->rt->storage, NULL, &end, &last_arrival);
-    if (sh->closed_ms != 0 && next >= end) {
-        /* the end of a closed shard: no next iterator; the children to continue with */
+    if (sh->closed_ms != 0 && next >= end && eng->ops->written_end(eng, sh->rt->storage) == end) {
+        /* the end of a closed shard (nothing appended before it closed is still waiting for its sync): no
+         * next iterator; the children to continue with */
         write_child_shards(c, s, sh);
     } else {
         pos.position = next;

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "common/base64.h"
+#include "common/log.h"
 #include "server/api/api.h"
+#include "server/reshard.h"
 #include "store/seqnum.h"
 
 #define LIST_SHARDS_DEFAULT_LIMIT 1000
@@ -283,5 +285,197 @@ void op_list_shards(api_call_t *c)
         jsonw_strn(&c->w, tok.data, tok.len);
         buf_dispose(&tok);
     }
+    api_ok(c);
+}
+
+/* ---- resharding ---- */
+
+/* The stream of a resharding call: present, ACTIVE and provisioned; NULL after replying otherwise. */
+static stream_t *reshard_stream(api_call_t *c, const char *op)
+{
+    stream_t *s = api_stream(c);
+    if (s == NULL || !api_require_active(c, s)) {
+        return NULL;
+    }
+    if (s->cfg.mode == STREAM_ON_DEMAND) {
+        api_error(c, KERR_VALIDATION, "%s is not supported for stream %s under account %s because it is in ON_DEMAND mode.",
+                  op, s->name, c->srv->cfg.account_id);
+        return NULL;
+    }
+    return s;
+}
+
+/* The open shard named by member `name`; NULL after replying otherwise. */
+static const shard_t *reshard_shard(api_call_t *c, const stream_t *s, const char *name)
+{
+    const char *id = api_str(c, name);
+    uint32_t index;
+    const shard_t *sh = shard_id_parse(id, &index) ? stream_find_shard(s, index) : NULL;
+    if (sh == NULL) {
+        api_error(c, KERR_RESOURCE_NOT_FOUND, "Could not find shard %s in stream %s under account %s.", id, s->name,
+                  c->srv->cfg.account_id);
+        return NULL;
+    }
+    if (sh->closed_ms != 0) {
+        char sid[32];
+        shard_id_format(sh->index, sid);
+        api_error(c, KERR_RESOURCE_IN_USE,
+                  "Shard %s in stream %s under account %s has already been merged or split, and thus is not "
+                  "eligible for merging or splitting.",
+                  sid, s->name, c->srv->cfg.account_id);
+        return NULL;
+    }
+    return sh;
+}
+
+static void reshard_failed(api_call_t *c, const stream_t *s, int rc)
+{
+    log_error("resharding %s failed: %s", s->name, strerror(-rc));
+    api_error(c, KERR_INTERNAL_FAILURE, "Internal service failure.");
+}
+
+void op_split_shard(api_call_t *c)
+{
+    stream_t *s = reshard_stream(c, "SplitShard");
+    if (s == NULL) {
+        return;
+    }
+    const shard_t *sh = reshard_shard(c, s, "ShardToSplit");
+    if (sh == NULL) {
+        return;
+    }
+    const char *key = api_str(c, "NewStartingHashKey");
+    u128 at;
+    char id[32], start[U128_DEC_MAX], end[U128_DEC_MAX];
+    shard_id_format(sh->index, id);
+    u128_format(sh->start_hash, start);
+    u128_format(sh->end_hash, end);
+    if (u128_parse(key, strlen(key), &at) != 0 || at <= sh->start_hash + 1 || at >= sh->end_hash) {
+        api_error(c, KERR_INVALID_ARGUMENT,
+                  "NewStartingHashKey %s used in SplitShard() on shard %s in stream %s under account %s is not both "
+                  "greater than one plus the shard's StartingHashKey %s and less than the shard's EndingHashKey %s.",
+                  key, id, s->name, c->srv->cfg.account_id, start, end);
+        return;
+    }
+    size_t current = api_provisioned_open_shards(c->srv->catalog);
+    if ((int64_t)current + 1 > c->srv->cfg.shard_limit) {
+        api_shard_limit_error(c, current, 1);
+        return;
+    }
+    stream_config_t cfg = s->cfg;
+    api_transition(c, &cfg, STREAM_UPDATING);
+    int rc = reshard_split(c->srv, s, sh->index, at, c->now_ms, &cfg);
+    if (rc != 0) {
+        reshard_failed(c, s, rc);
+        return;
+    }
+    api_ok_empty(c);
+}
+
+void op_merge_shards(api_call_t *c)
+{
+    stream_t *s = reshard_stream(c, "MergeShards");
+    if (s == NULL) {
+        return;
+    }
+    const shard_t *a = reshard_shard(c, s, "ShardToMerge");
+    if (a == NULL) {
+        return;
+    }
+    const shard_t *b = reshard_shard(c, s, "AdjacentShardToMerge");
+    if (b == NULL) {
+        return;
+    }
+    bool adjacent = (a->end_hash != U128_MAX && a->end_hash + 1 == b->start_hash) ||
+                    (b->end_hash != U128_MAX && b->end_hash + 1 == a->start_hash);
+    if (!adjacent) {
+        char ida[32], idb[32];
+        shard_id_format(a->index, ida);
+        shard_id_format(b->index, idb);
+        api_error(c, KERR_INVALID_ARGUMENT,
+                  "Shards %s and %s in stream %s under account %s are not an adjacent pair of shards eligible for "
+                  "merging",
+                  ida, idb, s->name, c->srv->cfg.account_id);
+        return;
+    }
+    stream_config_t cfg = s->cfg;
+    api_transition(c, &cfg, STREAM_UPDATING);
+    int rc = reshard_merge(c->srv, s, a->index, b->index, c->now_ms, &cfg);
+    if (rc != 0) {
+        reshard_failed(c, s, rc);
+        return;
+    }
+    api_ok_empty(c);
+}
+
+#define SCALINGS_PER_DAY 10
+#define STREAM_SHARDS_MAX 10000
+#define DAY_MS (24 * 3600 * 1000LL)
+
+void op_update_shard_count(api_call_t *c)
+{
+    stream_t *s = reshard_stream(c, "UpdateShardCount");
+    if (s == NULL) {
+        return;
+    }
+    int64_t target = 0;
+    api_int(c, "TargetShardCount", &target);
+    int64_t current = (int64_t)stream_open_shards(s);
+    const char *account = c->srv->cfg.account_id;
+    if (catalog_count_events(s, STREAM_EVENT_SCALE, c->now_ms - DAY_MS) >= SCALINGS_PER_DAY) {
+        api_error(c, KERR_LIMIT_EXCEEDED,
+                  "Exceeded the number of allowed UpdateShardCount operations for stream %s under account %s: at "
+                  "most %d in a rolling 24-hour period.",
+                  s->name, account, SCALINGS_PER_DAY);
+        return;
+    }
+    if (target > current * 2) {
+        api_error(c, KERR_LIMIT_EXCEEDED,
+                  "UpdateShardCount for stream %s under account %s cannot scale up to more than double the current "
+                  "shard count %" PRId64 ": target shard count %" PRId64 ".",
+                  s->name, account, current, target);
+        return;
+    }
+    if (target * 2 < current) {
+        api_error(c, KERR_LIMIT_EXCEEDED,
+                  "UpdateShardCount for stream %s under account %s cannot scale down to less than half the current "
+                  "shard count %" PRId64 ": target shard count %" PRId64 ".",
+                  s->name, account, current, target);
+        return;
+    }
+    if (target > STREAM_SHARDS_MAX && target > current) {
+        api_error(c, KERR_LIMIT_EXCEEDED,
+                  "UpdateShardCount for stream %s under account %s cannot scale up to more than %d shards.", s->name,
+                  account, STREAM_SHARDS_MAX);
+        return;
+    }
+    size_t account_shards = api_provisioned_open_shards(c->srv->catalog);
+    if (target > current && (int64_t)account_shards + (target - current) > c->srv->cfg.shard_limit) {
+        api_shard_limit_error(c, account_shards, target - current);
+        return;
+    }
+    if (target != current) {
+        stream_config_t cfg = s->cfg;
+        api_transition(c, &cfg, STREAM_UPDATING);
+        int rc = reshard_uniform(c->srv, s, (uint32_t)target, c->now_ms, &cfg);
+        if (rc == 0) {
+            rc = catalog_note_event(c->srv->catalog, s, STREAM_EVENT_SCALE, c->now_ms);
+        }
+        if (rc != 0) {
+            reshard_failed(c, s, rc);
+            return;
+        }
+    }
+    buf_t arn = BUF_INIT;
+    api_stream_arn(c, s->name, &arn);
+    jsonw_key(&c->w, "CurrentShardCount");
+    jsonw_int(&c->w, current);
+    jsonw_key(&c->w, "StreamARN");
+    jsonw_strn(&c->w, arn.data, arn.len);
+    jsonw_key(&c->w, "StreamName");
+    jsonw_str(&c->w, s->name);
+    jsonw_key(&c->w, "TargetShardCount");
+    jsonw_int(&c->w, target);
+    buf_dispose(&arn);
     api_ok(c);
 }

@@ -22,18 +22,6 @@
 #define DESCRIBE_STREAM_DEFAULT_LIMIT 100
 #define NEXT_TOKEN_TTL_MS (300 * 1000)
 
-static size_t provisioned_open_shards(catalog_t *cat)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < catalog_stream_count(cat); i++) {
-        const stream_t *s = catalog_stream_at(cat, i);
-        if (s->cfg.mode == STREAM_PROVISIONED) {
-            n += stream_open_shards(s);
-        }
-    }
-    return n;
-}
-
 static size_t on_demand_streams(catalog_t *cat)
 {
     size_t n = 0;
@@ -41,17 +29,6 @@ static size_t on_demand_streams(catalog_t *cat)
         n += catalog_stream_at(cat, i)->cfg.mode == STREAM_ON_DEMAND;
     }
     return n;
-}
-
-static void shard_limit_error(api_call_t *c, size_t current, int64_t more)
-{
-    api_error(c, KERR_LIMIT_EXCEEDED,
-              "This request would exceed the shard limit for the account %s in %s. Current shard count for "
-              "the account: %zu. Limit: %d. Number of additional shards that would have resulted from this "
-              "request: %" PRId64 ". Refer to the AWS Service Limits page "
-              "(https://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits "
-              "and how to request higher limits.",
-              c->srv->cfg.account_id, c->srv->cfg.region, current, c->srv->cfg.shard_limit, more);
 }
 
 /* Returns the requested StreamModeDetails.StreamMode, or PROVISIONED when absent. */
@@ -111,10 +88,10 @@ void op_create_stream(api_call_t *c)
             return;
         }
     } else {
-        size_t current = provisioned_open_shards(cat);
+        size_t current = api_provisioned_open_shards(cat);
         if ((int64_t)current + shard_count > c->srv->cfg.shard_limit) {
             tags_dispose(&tags);
-            shard_limit_error(c, current, shard_count);
+            api_shard_limit_error(c, current, shard_count);
             return;
         }
     }
@@ -453,17 +430,24 @@ void op_update_stream_mode(api_call_t *c)
         return;
     }
     if (mode == STREAM_PROVISIONED) {
-        size_t current = provisioned_open_shards(c->srv->catalog);
+        size_t current = api_provisioned_open_shards(c->srv->catalog);
         size_t more = stream_open_shards(s);
         if (current + more > (size_t)c->srv->cfg.shard_limit) {
-            shard_limit_error(c, current, (int64_t)more);
+            api_shard_limit_error(c, current, (int64_t)more);
             return;
         }
+    }
+    if (catalog_count_events(s, STREAM_EVENT_MODE_SWITCH, c->now_ms - 24 * 3600 * 1000LL) >= 2) {
+        api_error(c, KERR_LIMIT_EXCEEDED,
+                  "Stream %s under account %s has already switched capacity mode twice in the last 24 hours.",
+                  s->name, c->srv->cfg.account_id);
+        return;
     }
     stream_config_t cfg = s->cfg;
     cfg.mode = mode;
     api_transition(c, &cfg, STREAM_UPDATING);
-    if (catalog_update_config(c->srv->catalog, s, &cfg) != 0) {
+    if (catalog_update_config(c->srv->catalog, s, &cfg) != 0 ||
+        catalog_note_event(c->srv->catalog, s, STREAM_EVENT_MODE_SWITCH, c->now_ms) != 0) {
         api_error(c, KERR_INTERNAL_FAILURE, "Cannot update stream %s.", s->name);
         return;
     }
