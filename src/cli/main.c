@@ -57,6 +57,10 @@ static void serve_usage(FILE *out)
             "  --shard-limits on|off       enforce Kinesis per-shard throughput limits: writes 1 MiB/s and 1000\n"
             "                              records/s, reads 2 MiB/s and 5 calls/s (default on)\n"
             "  --segment-mib N             size of shard log segment files (default 64)\n"
+            "  --on-demand-split-after S   ON_DEMAND streams: split a shard whose write demand stayed above\n"
+            "                              its limit (1 MiB/s or 1000 records/s) for S seconds (default 5)\n"
+            "  --on-demand-merge-after S   ... and merge two adjacent shards below 10%% of it for S seconds\n"
+            "                              (default 600; never below 4 open shards)\n"
             "  --log-level LEVEL           debug, info, warn or error (default info)\n"
             "  --config FILE               read options from FILE (\"key = value\" lines, keys as above\n"
             "                              without the dashes); flags given on the command line win\n"
@@ -83,6 +87,8 @@ enum {
     OPT_SYNC_INTERVAL,
     OPT_SHARD_LIMITS,
     OPT_SEGMENT_MIB,
+    OPT_SPLIT_AFTER,
+    OPT_MERGE_AFTER,
     OPT_CONFIG,
     OPT_HELP,
 };
@@ -105,6 +111,8 @@ static const struct option serve_options[] = {
     {"sync-interval-ms", required_argument, NULL, OPT_SYNC_INTERVAL},
     {"shard-limits", required_argument, NULL, OPT_SHARD_LIMITS},
     {"segment-mib", required_argument, NULL, OPT_SEGMENT_MIB},
+    {"on-demand-split-after", required_argument, NULL, OPT_SPLIT_AFTER},
+    {"on-demand-merge-after", required_argument, NULL, OPT_MERGE_AFTER},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -187,6 +195,13 @@ static bool apply(server_config_t *cfg, int opt, const char *name, const char *v
             break;
         }
         cfg->segment_bytes = (size_t)n << 20;
+        return true;
+    case OPT_SPLIT_AFTER:
+    case OPT_MERGE_AFTER:
+        if (!parse_long(value, 1, 86400, &n)) {
+            break;
+        }
+        *(opt == OPT_SPLIT_AFTER ? &cfg->on_demand_split_after_s : &cfg->on_demand_merge_after_s) = (int)n;
         return true;
     case OPT_PORT:
         if (!parse_long(value, 0, 65535, &n)) {

@@ -88,6 +88,12 @@ static void refill(double *tokens, double rate, double cap, int64_t *last_ms, in
     }
 }
 
+void dataplane_note_demand(shard_runtime_t *rt, size_t bytes)
+{
+    atomic_fetch_add_explicit(&rt->demand_bytes, bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rt->demand_records, 1, memory_order_relaxed);
+}
+
 bool dataplane_take_write(shard_runtime_t *rt, int64_t now_ms, size_t bytes)
 {
     pthread_mutex_lock(&rt->lock);

@@ -7,6 +7,7 @@
 #define EDDY_SERVER_DATAPLANE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -31,6 +32,9 @@ typedef struct shard_runtime {
     int64_t read_ms;
     double iterator_calls;
     int64_t iterator_ms;
+    /* write demand (records offered, throttled or not) since the autoscaler last looked */
+    _Atomic uint64_t demand_bytes, demand_records;
+    int hot_seconds, cold_seconds; /* the autoscaler's (housekeeping thread) */
 } shard_runtime_t;
 
 /* Opens the storage of every shard of s that has none yet. Requires the catalog write lock. */
@@ -40,6 +44,8 @@ void dataplane_drop_stream(void *srv, stream_t *s);
 /* Frees the runtime state without touching data (shutdown). */
 void dataplane_detach_all(server_t *srv);
 
+/* Counts one record of `bytes` offered to the shard (for the on-demand autoscaler). */
+void dataplane_note_demand(shard_runtime_t *rt, size_t bytes);
 /* Write limiter: takes one record of `bytes` from the shard's budget; false when throttled. */
 bool dataplane_take_write(shard_runtime_t *rt, int64_t now_ms, size_t bytes);
 /* Read limiter: one GetRecords call; false when throttled. dataplane_charge_read books the bytes read. */

@@ -13,6 +13,7 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/clock.h"
+#include "server/autoscale.h"
 #include "server/dataplane.h"
 #include "server/protocol.h"
 
@@ -35,6 +36,8 @@ void server_config_defaults(server_config_t *cfg)
     cfg->sync_interval_ms = 1000;
     cfg->shard_limits = true;
     cfg->segment_bytes = 64u << 20;
+    cfg->on_demand_split_after_s = 5;
+    cfg->on_demand_merge_after_s = 600;
 }
 
 
@@ -144,6 +147,7 @@ void server_run(server_t *srv)
             int64_t now = clock_now_ms();
             catalog_lock(srv->catalog);
             catalog_settle(srv->catalog, now);
+            autoscale_tick(srv, now);
             catalog_unlock(srv->catalog);
             dataplane_trim(srv, now);
             continue;

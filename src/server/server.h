@@ -31,6 +31,8 @@ typedef struct server_config {
     int sync_interval_ms;       /* DURABILITY_INTERVAL period */
     bool shard_limits;          /* enforce Kinesis per-shard throughput limits */
     size_t segment_bytes;       /* shard log segment size */
+    int on_demand_split_after_s; /* see autoscale.h */
+    int on_demand_merge_after_s;
 } server_config_t;
 
 typedef struct server {
@@ -41,6 +43,7 @@ typedef struct server {
     unsigned char iterator_key[32];
     int port; /* bound port */
     atomic_bool ready;
+    int64_t autoscale_tick_ms; /* the autoscaler's last tick (housekeeping thread) */
 } server_t;
 
 /* Fills cfg with the documented defaults. */

@@ -341,3 +341,55 @@ def test_update_stream_mode_twice_per_day(kin):
     with pytest.raises(ClientError) as e:
         kin.update_stream_mode(StreamARN=arn, StreamModeDetails={"StreamMode": "ON_DEMAND"})
     assert error(e)[0] == "LimitExceededException"
+
+
+def test_on_demand_stream_splits_a_hot_shard_and_throttling_stops(eddy_factory):
+    """An ON_DEMAND stream (4 shards, default per-shard limits) gets ~1500 records/s aimed at shard 0's
+    hash key range: first throttled, then eddy splits shard 0 (after --on-demand-split-after seconds over
+    its limit) and the same load goes through without throttling."""
+    import random
+    import time
+
+    srv = eddy_factory("--on-demand-split-after", "2")
+    kin = make_kinesis(srv.endpoint)
+    name = unique_name("od")
+    kin.create_stream(StreamName=name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    wait_until(lambda: status(kin, name) == "ACTIVE")
+    lo, hi = hash_range(shards(kin, name)[0])
+    rng = random.Random(7)
+
+    def burst():
+        """300 records into shard 0's range; returns how many were throttled."""
+        recs = [{"Data": b"x" * 100, "PartitionKey": "k", "ExplicitHashKey": str(rng.randint(lo, hi))} for _ in range(300)]
+        r = kin.put_records(StreamName=name, Records=recs)
+        throttled = [o for o in r["Records"] if o.get("ErrorCode") == "ProvisionedThroughputExceededException"]
+        assert len(throttled) == r["FailedRecordCount"]
+        return len(throttled)
+
+    def paced(seconds):
+        """Bursts every 0.2 s for `seconds`; yields each burst's throttled count."""
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < seconds:
+            yield burst()
+            n += 1
+            delay = start + n * 0.2 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # pacing the load generator, not synchronisation
+
+    throttled_before = 0
+    split = False
+    deadline = time.monotonic() + 30
+    while not split:
+        assert time.monotonic() < deadline, "shard 0 was never split"
+        throttled_before += sum(paced(1.0))
+        split = not is_open(by_id(shards(kin, name))[shard_id(0)])
+    assert throttled_before > 0, "the load never exceeded the shard's limit"
+    listed = shards(kin, name)
+    children = [s for s in listed if s.get("ParentShardId") == shard_id(0)]
+    assert len(children) == 2 and sorted(hash_range(c) for c in children)[0][0] == lo
+    check_lineage(listed)
+    wait_until(lambda: status(kin, name) == "ACTIVE")
+    # the same load now fits: a short settling second, then two seconds without a throttled record
+    sum(paced(1.0))
+    assert sum(paced(2.0)) == 0

@@ -364,6 +364,9 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
         /* copies for the reply, which is built after the catalog lock was released */
         r->shard_index = r->shard->index;
         r->shard_created_ms = r->shard->created_ms;
+        if (s->cfg.mode == STREAM_ON_DEMAND) {
+            dataplane_note_demand(r->shard->rt, r->data_len + r->pk_len);
+        }
         if (srv->cfg.shard_limits && !dataplane_take_write(r->shard->rt, c->now_ms, r->data_len + r->pk_len)) {
             r->state = REC_THROTTLED;
             continue;
