@@ -54,6 +54,9 @@ static const char schema[] =
     " closed_ms INTEGER NOT NULL, last_seq_index INTEGER NOT NULL, PRIMARY KEY(stream, idx));"
     "CREATE TABLE IF NOT EXISTS tags(stream TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
     " PRIMARY KEY(stream, key));"
+    "CREATE TABLE IF NOT EXISTS consumers(stream TEXT NOT NULL, name TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL, status INTEGER NOT NULL, status_due_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(stream, name));"
     "CREATE TABLE IF NOT EXISTS stream_events(stream TEXT NOT NULL, kind INTEGER NOT NULL,"
     " at_ms INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO settings(key, value) VALUES('schema_version', '1');";
@@ -165,6 +168,7 @@ static void stream_free(stream_t *s)
     }
     free(s->tags);
     free(s->shards);
+    free(s->consumers);
     free(s);
 }
 
@@ -230,6 +234,16 @@ static void memory_put_tag(stream_t *s, const char *key, const char *value)
 
 /* ---- loading ---- */
 
+static void memory_add_consumer(stream_t *s, const consumer_t *c)
+{
+    consumer_t *p = realloc(s->consumers, (s->consumer_count + 1) * sizeof *p);
+    if (p == NULL) {
+        abort();
+    }
+    s->consumers = p;
+    s->consumers[s->consumer_count++] = *c;
+}
+
 /* Keeps the newest STREAM_EVENTS_KEPT times of each kind (oldest dropped first). */
 static void memory_note_event(stream_t *s, stream_event_t kind, int64_t at_ms)
 {
@@ -290,6 +304,24 @@ static int load(catalog_t *cat)
         sh->first_seq_index = (uint64_t)sqlite3_column_int64(st, 7);
         sh->closed_ms = sqlite3_column_int64(st, 8);
         sh->last_seq_index = (uint64_t)sqlite3_column_int64(st, 9);
+    }
+    sqlite3_finalize(st);
+
+    st = prepare(cat, "SELECT stream, name, created_ms, status, status_due_ms FROM consumers ORDER BY created_ms");
+    if (st == NULL) {
+        return -EIO;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        stream_t *s = catalog_find(cat, (const char *)sqlite3_column_text(st, 0));
+        if (s == NULL) {
+            continue;
+        }
+        consumer_t c = {0};
+        snprintf(c.name, sizeof c.name, "%s", (const char *)sqlite3_column_text(st, 1));
+        c.created_ms = sqlite3_column_int64(st, 2);
+        c.status = (stream_status_t)sqlite3_column_int(st, 3);
+        c.status_due_ms = sqlite3_column_int64(st, 4);
+        memory_add_consumer(s, &c);
     }
     sqlite3_finalize(st);
 
@@ -695,6 +727,86 @@ int catalog_reshard(catalog_t *cat, stream_t *s, const catalog_close_t *close, s
     return 0;
 }
 
+int catalog_add_consumer(catalog_t *cat, stream_t *s, const consumer_t *c)
+{
+    sqlite3_stmt *st = prepare(cat, "INSERT OR REPLACE INTO consumers(stream, name, created_ms, status, status_due_ms)"
+                                    " VALUES(?,?,?,?,?)");
+    if (st == NULL) {
+        return -EIO;
+    }
+    text(st, 1, s->name);
+    text(st, 2, c->name);
+    sqlite3_bind_int64(st, 3, c->created_ms);
+    sqlite3_bind_int(st, 4, c->status);
+    sqlite3_bind_int64(st, 5, c->status_due_ms);
+    int rc = run(cat, st);
+    if (rc == 0) {
+        memory_add_consumer(s, c);
+    }
+    return rc;
+}
+
+consumer_t *catalog_find_consumer(stream_t *s, const char *name)
+{
+    for (size_t i = 0; i < s->consumer_count; i++) {
+        if (strcmp(s->consumers[i].name, name) == 0) {
+            return &s->consumers[i];
+        }
+    }
+    return NULL;
+}
+
+static int remove_consumer(catalog_t *cat, stream_t *s, consumer_t *c)
+{
+    int rc = delete_rows(cat, "DELETE FROM consumers WHERE stream=? AND name=?", s->name, c->name);
+    if (rc == 0) {
+        size_t at = (size_t)(c - s->consumers);
+        memmove(c, c + 1, (s->consumer_count - at - 1) * sizeof *c);
+        s->consumer_count--;
+    }
+    return rc;
+}
+
+int catalog_set_consumer_status(catalog_t *cat, stream_t *s, const char *name, stream_status_t status, int64_t due_ms)
+{
+    consumer_t *c = catalog_find_consumer(s, name);
+    if (c == NULL) {
+        return -ENOENT;
+    }
+    sqlite3_stmt *st = prepare(cat, "UPDATE consumers SET status=?, status_due_ms=? WHERE stream=? AND name=?");
+    if (st == NULL) {
+        return -EIO;
+    }
+    sqlite3_bind_int(st, 1, status);
+    sqlite3_bind_int64(st, 2, due_ms);
+    text(st, 3, s->name);
+    text(st, 4, name);
+    int rc = run(cat, st);
+    if (rc == 0) {
+        c->status = status;
+        c->status_due_ms = due_ms;
+    }
+    return rc;
+}
+
+/* Consumers whose CREATING or DELETING time is up become ACTIVE or go. */
+static void settle_consumers(catalog_t *cat, stream_t *s, int64_t now_ms)
+{
+    for (size_t i = 0; i < s->consumer_count;) {
+        consumer_t *c = &s->consumers[i];
+        if (c->status == STREAM_ACTIVE || now_ms < c->status_due_ms) {
+            i++;
+        } else if (c->status == STREAM_DELETING) {
+            if (remove_consumer(cat, s, c) != 0) {
+                i++;
+            }
+        } else {
+            catalog_set_consumer_status(cat, s, c->name, STREAM_ACTIVE, 0);
+            i++;
+        }
+    }
+}
+
 int catalog_note_event(catalog_t *cat, stream_t *s, stream_event_t kind, int64_t at_ms)
 {
     sqlite3_stmt *st = prepare(cat, "INSERT INTO stream_events(stream, kind, at_ms) VALUES(?,?,?)");
@@ -795,6 +907,9 @@ int catalog_drop_stream(catalog_t *cat, stream_t *s)
         rc = delete_rows(cat, "DELETE FROM stream_events WHERE stream=?", s->name, NULL);
     }
     if (rc == 0) {
+        rc = delete_rows(cat, "DELETE FROM consumers WHERE stream=?", s->name, NULL);
+    }
+    if (rc == 0) {
         rc = delete_rows(cat, "DELETE FROM streams WHERE name=?", s->name, NULL);
     }
     if (rc != 0) {
@@ -819,6 +934,7 @@ void catalog_settle(catalog_t *cat, int64_t now_ms)
 {
     for (size_t i = 0; i < cat->count;) {
         stream_t *s = cat->streams[i];
+        settle_consumers(cat, s, now_ms);
         bool transitional = s->cfg.status != STREAM_ACTIVE;
         if (!transitional || now_ms < s->cfg.status_due_ms) {
             i++;

@@ -86,6 +86,17 @@ typedef struct tag {
     char *value;
 } tag_t;
 
+#define CONSUMER_NAME_MAX 128
+
+/* An enhanced fan-out consumer of a stream. Its ARN is
+ * arn:aws:kinesis:REGION:ACCOUNT:stream/STREAM/consumer/NAME:CREATED_SECS. */
+typedef struct consumer {
+    char name[CONSUMER_NAME_MAX + 1];
+    int64_t created_ms;
+    stream_status_t status;    /* CREATING, ACTIVE or DELETING (never UPDATING) */
+    int64_t status_due_ms;     /* when CREATING becomes ACTIVE, or DELETING removes it */
+} consumer_t;
+
 /* Operations AWS limits per rolling 24 hours, remembered per stream (the newest few of each kind). */
 typedef enum stream_event {
     STREAM_EVENT_SCALE,       /* UpdateShardCount */
@@ -104,6 +115,8 @@ typedef struct stream {
     tag_t *tags; /* sorted by key */
     size_t tag_count;
     int64_t events[STREAM_EVENT_KINDS_][STREAM_EVENTS_KEPT]; /* epoch ms, oldest first; 0 = none */
+    consumer_t *consumers; /* in registration order */
+    size_t consumer_count;
 } stream_t;
 
 typedef struct catalog catalog_t;
@@ -148,6 +161,11 @@ int catalog_reshard(catalog_t *cat, stream_t *s, const catalog_close_t *close, s
  * newest STREAM_EVENTS_KEPT are remembered). */
 int catalog_note_event(catalog_t *cat, stream_t *s, stream_event_t kind, int64_t at_ms);
 size_t catalog_count_events(const stream_t *s, stream_event_t kind, int64_t since_ms);
+/* Registers a consumer (status and due time as given). */
+int catalog_add_consumer(catalog_t *cat, stream_t *s, const consumer_t *c);
+/* Changes a consumer's status (DELETING with its due time). */
+int catalog_set_consumer_status(catalog_t *cat, stream_t *s, const char *name, stream_status_t status, int64_t due_ms);
+consumer_t *catalog_find_consumer(stream_t *s, const char *name);
 /* Adds or overwrites tags. */
 int catalog_put_tags(catalog_t *cat, stream_t *s, const tag_t *tags, size_t n);
 /* Removes the tags with these keys (absent keys are ignored). */

@@ -44,6 +44,8 @@ typedef struct api_op {
 
 /* Looks an operation up by name (len bytes). NULL when unknown. */
 const api_op_t *api_find_op(const char *name, size_t len);
+/* The whole table, sorted by name (api_find_op relies on it). */
+const api_op_t *api_ops(size_t *count);
 
 /* Finishes the call with 200 and the members written so far. */
 void api_ok(api_call_t *c);
@@ -88,6 +90,13 @@ void op_update_max_record_size(api_call_t *c);
 
 void op_list_shards(api_call_t *c);
 void op_split_shard(api_call_t *c);
+void op_register_stream_consumer(api_call_t *c);
+void op_deregister_stream_consumer(api_call_t *c);
+void op_describe_stream_consumer(api_call_t *c);
+void op_list_stream_consumers(api_call_t *c);
+/* The consumer named by ConsumerARN, or by StreamARN and ConsumerName; NULL after replying otherwise. */
+stream_t *api_consumer(api_call_t *c, consumer_t **out);
+void api_consumer_arn(const api_call_t *c, const stream_t *s, const consumer_t *con, buf_t *out);
 void op_merge_shards(api_call_t *c);
 void op_update_shard_count(api_call_t *c);
 

@@ -96,6 +96,27 @@ static const vfield_t in_list_shards[] = {
     STREAM_ID,
     END,
 };
+#define CONSUMER_ARN(req) {"ConsumerARN", VT_STRING, req, 1, 2048, PAT_CONSUMER_ARN, NULL, NULL}
+#define CONSUMER_NAME(req) {"ConsumerName", VT_STRING, req, 1, 128, PAT_NAME, NULL, NULL}
+static const vfield_t in_register_consumer[] = {
+    STREAM_ARN(true),
+    CONSUMER_NAME(true),
+    {"Tags", VT_MAP, false, 1, 50, PAT_NONE, NULL, tag_map},
+    END,
+};
+static const vfield_t in_consumer[] = {
+    STREAM_ARN(false),
+    CONSUMER_NAME(false),
+    CONSUMER_ARN(false),
+    END,
+};
+static const vfield_t in_list_consumers[] = {
+    STREAM_ARN(true),
+    {"NextToken", VT_STRING, false, 1, 1048576, PAT_NONE, NULL, NULL},
+    INT_RANGE("MaxResults", false, 1, 10000),
+    {"StreamCreationTimestamp", VT_TIMESTAMP, false, VNONE, VNONE, PAT_NONE, NULL, NULL},
+    END,
+};
 static const char *const scaling_types[] = {"UNIFORM_SCALING", NULL};
 static const vfield_t in_split_shard[] = {
     STREAM_NAME(false),
@@ -252,9 +273,11 @@ static const api_op_t ops[] = {
     {"CreateStream", in_create_stream, op_create_stream},
     {"DecreaseStreamRetentionPeriod", in_retention, op_decrease_retention},
     {"DeleteStream", in_delete_stream, op_delete_stream},
+    {"DeregisterStreamConsumer", in_consumer, op_deregister_stream_consumer},
     {"DescribeAccountSettings", in_none, op_describe_account_settings},
     {"DescribeLimits", in_none, op_describe_limits},
     {"DescribeStream", in_describe_stream, op_describe_stream},
+    {"DescribeStreamConsumer", in_consumer, op_describe_stream_consumer},
     {"DescribeStreamSummary", in_stream_only, op_describe_stream_summary},
     {"DisableEnhancedMonitoring", in_monitoring, op_disable_monitoring},
     {"EnableEnhancedMonitoring", in_monitoring, op_enable_monitoring},
@@ -262,12 +285,14 @@ static const api_op_t ops[] = {
     {"GetShardIterator", in_get_shard_iterator, op_get_shard_iterator, true},
     {"IncreaseStreamRetentionPeriod", in_retention, op_increase_retention},
     {"ListShards", in_list_shards, op_list_shards},
+    {"ListStreamConsumers", in_list_consumers, op_list_stream_consumers},
     {"ListStreams", in_list_streams, op_list_streams},
     {"ListTagsForResource", in_list_tags_for_resource, op_list_tags_for_resource},
     {"ListTagsForStream", in_list_tags_for_stream, op_list_tags_for_stream},
     {"MergeShards", in_merge_shards, op_merge_shards},
     {"PutRecord", in_put_record, op_put_record, true, op_put_record_fast},
     {"PutRecords", in_put_records, op_put_records, true, op_put_records_fast},
+    {"RegisterStreamConsumer", in_register_consumer, op_register_stream_consumer},
     {"RemoveTagsFromStream", in_remove_tags, op_remove_tags},
     {"SplitShard", in_split_shard, op_split_shard},
     {"StartStreamEncryption", in_encryption, op_start_encryption},
@@ -279,6 +304,12 @@ static const api_op_t ops[] = {
     {"UpdateShardCount", in_update_shard_count, op_update_shard_count},
     {"UpdateStreamMode", in_update_stream_mode, op_update_stream_mode},
 };
+
+const api_op_t *api_ops(size_t *count)
+{
+    *count = sizeof ops / sizeof ops[0];
+    return ops;
+}
 
 const api_op_t *api_find_op(const char *name, size_t len)
 {

@@ -133,6 +133,15 @@ void op_delete_stream(api_call_t *c)
         api_require_active(c, s);
         return;
     }
+    bool enforce = false;
+    api_bool(c, "EnforceConsumerDeletion", &enforce);
+    if (s->consumer_count > 0 && !enforce) {
+        api_error(c, KERR_RESOURCE_IN_USE,
+                  "Stream %s under account %s has registered consumers. Use EnforceConsumerDeletion to delete the "
+                  "stream with its consumers.",
+                  s->name, c->srv->cfg.account_id);
+        return;
+    }
     int rc;
     if (c->srv->cfg.state_delay_ms <= 0) {
         rc = catalog_drop_stream(c->srv->catalog, s);

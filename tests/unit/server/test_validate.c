@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "server/api/api.h"
 #include "server/validate.h"
 
 static const char *const modes[] = {"PROVISIONED", "ON_DEMAND", NULL};
@@ -146,4 +147,19 @@ Test(validate, patterns)
     cr_assert_not(pattern_match(PAT_HASH_KEY, "1234567890123456789012345678901234567890", 40));
     cr_assert(pattern_match(PAT_NAME, "a.b-c_D9", 8));
     cr_assert_not(pattern_match(PAT_NAME, "a/b", 3));
+}
+
+/* api_find_op searches the operation table by halving: it must stay sorted, and every name must be found. */
+Test(ops, table_is_sorted_and_every_operation_is_found)
+{
+    size_t n = 0;
+    const api_op_t *ops = api_ops(&n);
+    cr_assert_gt(n, 30);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            cr_assert_lt(strcmp(ops[i - 1].name, ops[i].name), 0, "%s before %s", ops[i - 1].name, ops[i].name);
+        }
+        cr_assert_eq(api_find_op(ops[i].name, strlen(ops[i].name)), &ops[i], "%s", ops[i].name);
+    }
+    cr_assert_null(api_find_op("SubscribeToShar", 15));
 }
