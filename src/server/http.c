@@ -187,6 +187,113 @@ void http_reply_text(http_request_t *req, int status, const char *content_type, 
     http_reply(req, status, content_type, &b);
 }
 
+/* ---- streaming replies ---- */
+
+struct http_stream {
+    h2o_generator_t super; /* first: h2o hands back this pointer */
+    h2o_req_t *req;
+    http_stream_events_t events;
+    buf_t pending;  /* written, not yet given to h2o */
+    buf_t inflight; /* given to h2o, until it calls proceed */
+    bool sending;   /* an h2o_send is in flight */
+    bool ending;    /* http_stream_end was called */
+    bool ended;     /* the final h2o_send was made */
+    bool stopped;   /* the client went away: no more sends */
+    bool closed;    /* on_close was called */
+};
+
+static void stream_flush(http_stream_t *st)
+{
+    if (st->sending || st->ended || st->stopped) {
+        return;
+    }
+    if (st->pending.len == 0 && !st->ending) {
+        return;
+    }
+    buf_t swap = st->inflight;
+    st->inflight = st->pending;
+    st->pending = swap;
+    buf_reset(&st->pending);
+    h2o_iovec_t iov = h2o_iovec_init(st->inflight.data, st->inflight.len);
+    st->sending = true;
+    if (st->ending) {
+        st->ended = true;
+    }
+    h2o_send(st->req, &iov, st->inflight.len ? 1 : 0, st->ending ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void on_stream_proceed(h2o_generator_t *self, h2o_req_t *req)
+{
+    (void)req;
+    http_stream_t *st = (http_stream_t *)self;
+    st->sending = false;
+    buf_reset(&st->inflight);
+    stream_flush(st);
+    if (!st->sending && !st->closed && st->events.on_drain != NULL) {
+        st->events.on_drain(st->events.arg);
+    }
+}
+
+static void on_stream_stop(h2o_generator_t *self, h2o_req_t *req)
+{
+    (void)req;
+    ((http_stream_t *)self)->stopped = true;
+}
+
+/* The request's pool is being cleared: the stream is over whatever happened. */
+static void on_stream_dispose(void *p)
+{
+    http_stream_t *st = p;
+    st->stopped = true;
+    if (!st->closed) {
+        st->closed = true;
+        if (st->events.on_close != NULL) {
+            st->events.on_close(st->events.arg);
+        }
+    }
+    buf_dispose(&st->pending);
+    buf_dispose(&st->inflight);
+}
+
+http_stream_t *http_stream_start(http_request_t *req, int status, const char *content_type,
+                                 const http_stream_events_t *events)
+{
+    h2o_req_t *r = h2o_of(req);
+    http_stream_t *st = h2o_mem_alloc_shared(&r->pool, sizeof *st, on_stream_dispose);
+    memset(st, 0, sizeof *st);
+    st->super.proceed = on_stream_proceed;
+    st->super.stop = on_stream_stop;
+    st->req = r;
+    st->events = *events;
+    r->res.status = status;
+    r->res.reason = reason_phrase(status);
+    if (content_type != NULL) {
+        h2o_add_header(&r->pool, &r->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
+    }
+    h2o_start_response(r, &st->super);
+    return st;
+}
+
+void http_stream_write(http_stream_t *st, const void *data, size_t len)
+{
+    if (st->ending || st->stopped) {
+        return;
+    }
+    buf_append(&st->pending, data, len);
+    stream_flush(st);
+}
+
+size_t http_stream_pending(const http_stream_t *st)
+{
+    return st->pending.len + st->inflight.len;
+}
+
+void http_stream_end(http_stream_t *st)
+{
+    st->ending = true;
+    stream_flush(st);
+}
+
 /* ---- deferred work and guards ---- */
 
 typedef struct later {

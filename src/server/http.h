@@ -68,4 +68,29 @@ typedef struct http_guard http_guard_t;
 http_guard_t *http_request_guard(http_request_t *req, void (*fn)(void *arg), void *arg);
 void http_guard_cancel(http_guard_t *guard);
 
+/* Streaming replies (SubscribeToShard): a response whose body is written piece by piece, over HTTP/1.1
+ * chunked transfer encoding or HTTP/2 DATA frames. At most one piece is in h2o's hands at a time; what is
+ * written meanwhile waits in a buffer, so http_stream_pending() is the writer's back-pressure signal.
+ * Callbacks run on the request's loop thread:
+ *   on_drain(arg)  everything written so far has been handed to the socket (a good time to write more);
+ *   on_close(arg)  the stream is over (ended and sent, or the client went away); called exactly once, after
+ *                  which the stream handle must not be used.
+ * The stream lives in the request's memory pool. @thread loop */
+typedef struct http_stream http_stream_t;
+typedef struct http_stream_events {
+    void (*on_drain)(void *arg);
+    void (*on_close)(void *arg);
+    void *arg;
+} http_stream_events_t;
+/* Sends the status and headers (with those added by http_add_header) and starts the body. The request
+ * handle belongs to the stream afterwards. */
+http_stream_t *http_stream_start(http_request_t *req, int status, const char *content_type,
+                                 const http_stream_events_t *events);
+/* Appends bytes to the body (copied). Ignored once the stream ended or the client went away. */
+void http_stream_write(http_stream_t *st, const void *data, size_t len);
+/* Bytes written but not yet handed to the socket. */
+size_t http_stream_pending(const http_stream_t *st);
+/* Ends the body after what was written. */
+void http_stream_end(http_stream_t *st);
+
 #endif

@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "server/autoscale.h"
 #include "server/dataplane.h"
+#include "server/api/api.h"
 #include "server/protocol.h"
 
 void server_config_defaults(server_config_t *cfg)
@@ -69,6 +70,7 @@ int server_start(server_t *srv, const server_config_t *cfg)
         return -EIO;
     }
     catalog_set_drop_hook(srv->catalog, dataplane_drop_stream, srv);
+    subscribe_init(srv);
     if (dataplane_init_keys(srv) != 0) {
         log_error("cannot create the iterator key in the catalog");
         rc = -EIO;
@@ -150,6 +152,7 @@ void server_run(server_t *srv)
             autoscale_tick(srv, now);
             catalog_unlock(srv->catalog);
             dataplane_trim(srv, now);
+            subscribe_tick(srv, now);
             continue;
         }
         if (sig == SIGHUP) {
@@ -171,6 +174,7 @@ void server_stop(server_t *srv)
     if (srv->catalog != NULL && srv->engine != NULL) {
         dataplane_detach_all(srv);
     }
+    subscribe_dispose(srv);
     if (srv->engine != NULL) {
         srv->engine->ops->close(srv->engine);
         srv->engine = NULL;

@@ -44,6 +44,7 @@ typedef struct server {
     int port; /* bound port */
     atomic_bool ready;
     int64_t autoscale_tick_ms; /* the autoscaler's last tick (housekeeping thread) */
+    struct fanout *fanout;     /* SubscribeToShard subscriptions (api/subscribe.c) */
 } server_t;
 
 /* Fills cfg with the documented defaults. */

@@ -18,6 +18,8 @@
 #include "server/http.h"
 #include "server/server.h"
 #include "server/validate.h"
+#include "store/segment.h"
+#include "store/seqnum.h"
 
 typedef struct api_call {
     server_t *srv;
@@ -106,6 +108,42 @@ bool op_put_record_fast(api_call_t *c, const char *body, size_t len);
 bool op_put_records_fast(api_call_t *c, const char *body, size_t len);
 void op_get_shard_iterator(api_call_t *c);
 void op_get_records(api_call_t *c);
+void op_subscribe_to_shard(api_call_t *c);
+/* SubscribeToShard's registry (api/subscribe.c): set up and torn down with the server; notify wakes the
+ * subscriptions of a shard whose new records became visible (any thread); tick sends heartbeats and ends
+ * expired subscriptions (housekeeping thread). */
+void subscribe_init(server_t *srv);
+void subscribe_dispose(server_t *srv);
+bool subscribe_any(server_t *srv);
+void subscribe_notify(server_t *srv, const char *stream, uint32_t shard);
+void subscribe_tick(server_t *srv, int64_t now_ms);
+
+/* Shared by GetShardIterator, GetRecords and SubscribeToShard (records.c). */
+/* The shard named shard_id (with storage); NULL after replying ResourceNotFoundException. */
+shard_t *api_find_shard(api_call_t *c, stream_t *s, const char *shard_id);
+/* The record index a reader starting at (type, seq or timestamp) reads first; false after replying the
+ * error (op names the operation in messages). */
+bool api_start_position(api_call_t *c, const char *op, stream_t *s, shard_t *sh, const char *type, const char *seq,
+                        bool has_ts, int64_t ts, uint64_t *position);
+/* A log_visit_fn writing each record as a Kinesis Record object into w (whose buffer is out). */
+typedef struct record_writer {
+    jsonw_t *w;
+    buf_t *out;
+    uint32_t shard_index;
+    int64_t shard_created_ms;
+    uint16_t tag;
+    bool encrypted;
+    seqnum_cursor_t cursor;
+    int64_t last_arrival; /* of the last record written */
+    uint64_t last_index;
+    size_t count, bytes;
+} record_writer_t;
+bool api_write_record(void *arg, const seg_record_t *rec);
+/* "ChildShards": [...] of a closed shard. */
+void api_write_child_shards(jsonw_t *w, const stream_t *s, const shard_t *parent);
+/* The decimal sequence number of a record. */
+void api_format_seq(uint32_t shard_index, int64_t shard_created_ms, uint16_t tag, uint64_t index,
+                    int64_t arrival_ms, char out[SEQNUM_STR_MAX]);
 
 void op_add_tags(api_call_t *c);
 void op_remove_tags(api_call_t *c);

@@ -219,6 +219,18 @@ static const vfield_t in_list_tags_for_resource[] = {
 };
 static const char *const iterator_types[] = {"AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON",
                                              "LATEST", "AT_TIMESTAMP", NULL};
+static const vfield_t starting_position[] = {
+    {"Type", VT_STRING, true, VNONE, VNONE, PAT_NONE, iterator_types, NULL},
+    {"SequenceNumber", VT_STRING, false, VNONE, VNONE, PAT_SEQUENCE, NULL, NULL},
+    {"Timestamp", VT_TIMESTAMP, false, VNONE, VNONE, PAT_NONE, NULL, NULL},
+    END,
+};
+static const vfield_t in_subscribe_to_shard[] = {
+    CONSUMER_ARN(true),
+    SHARD_ID("ShardId", true),
+    {"StartingPosition", VT_STRUCT, true, VNONE, VNONE, PAT_NONE, NULL, starting_position},
+    END,
+};
 /* Data is bounded by the stream's MaxRecordSizeInKiB, checked by the handler. */
 static const vfield_t put_entry[] = {
     {"Data", VT_BLOB, true, VNONE, VNONE, PAT_NONE, NULL, NULL},
@@ -297,6 +309,7 @@ static const api_op_t ops[] = {
     {"SplitShard", in_split_shard, op_split_shard},
     {"StartStreamEncryption", in_encryption, op_start_encryption},
     {"StopStreamEncryption", in_encryption, op_stop_encryption},
+    {"SubscribeToShard", in_subscribe_to_shard, op_subscribe_to_shard, true},
     {"TagResource", in_tag_resource, op_tag_resource},
     {"UntagResource", in_untag_resource, op_untag_resource},
     {"UpdateAccountSettings", in_update_account_settings, op_update_account_settings},

@@ -90,7 +90,8 @@ typedef struct put_record {
 } put_record_t;
 
 typedef struct put_group {
-    shard_t *shard;
+    shard_t *shard;       /* valid only under the catalog lock */
+    uint32_t shard_index; /* copy, for notifying subscribers */
     int status; /* written by the engine thread before the pending count drops */
 } put_group_t;
 
@@ -132,6 +133,14 @@ static void put_finish(void *arg)
 {
     put_t *p = arg;
     api_call_t *c = p->c;
+    if (subscribe_any(c->srv)) {
+        /* the records are visible now: wake the shards' SubscribeToShard subscriptions */
+        for (size_t g = 0; g < p->ngroups; g++) {
+            if (p->groups[g].status == 0) {
+                subscribe_notify(c->srv, p->stream_name, p->groups[g].shard_index);
+            }
+        }
+    }
     if (p->orphaned) {
         api_abandon(c);
         put_free(p);
@@ -376,6 +385,7 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
             g++;
         }
         if (g == p->ngroups) {
+            p->groups[p->ngroups].shard_index = r->shard->index;
             p->groups[p->ngroups++].shard = r->shard;
         }
         r->group = (int)g;
@@ -496,7 +506,7 @@ bool op_put_records_fast(api_call_t *c, const char *body, size_t len)
 
 /* ---- iterators ---- */
 
-static shard_t *find_shard(api_call_t *c, stream_t *s, const char *shard_id)
+shard_t *api_find_shard(api_call_t *c, stream_t *s, const char *shard_id)
 {
     uint32_t index;
     shard_t *sh = NULL;
@@ -511,6 +521,86 @@ static shard_t *find_shard(api_call_t *c, stream_t *s, const char *shard_id)
     return sh;
 }
 
+bool api_start_position(api_call_t *c, const char *op, stream_t *s, shard_t *sh, const char *type, const char *seq,
+                        bool has_ts, int64_t ts, uint64_t *position)
+{
+    server_t *srv = c->srv;
+    bool by_seq = strcmp(type, "AT_SEQUENCE_NUMBER") == 0 || strcmp(type, "AFTER_SEQUENCE_NUMBER") == 0;
+    bool by_time = strcmp(type, "AT_TIMESTAMP") == 0;
+    char id[32];
+    shard_id_format(sh->index, id);
+    if (by_seq && seq == NULL) {
+        api_error(c, KERR_INVALID_ARGUMENT, "You must specify a starting sequence number with %s.", type);
+        return false;
+    }
+    if (!by_seq && seq != NULL) {
+        api_error(c, KERR_INVALID_ARGUMENT,
+                  "Request must not contain a starting sequence number for shard iterator type %s.", type);
+        return false;
+    }
+    if (by_time && !has_ts) {
+        api_error(c, KERR_INVALID_ARGUMENT,
+                  "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has "
+                  "no timestamp parameter.");
+        return false;
+    }
+    if (!by_time && has_ts) {
+        api_error(c, KERR_INVALID_ARGUMENT,
+                  "Request must not contain a timestamp for shard iterator type %s.", type);
+        return false;
+    }
+    engine_t *eng = srv->engine;
+    uint64_t first = 0, end = 0;
+    eng->ops->bounds(eng, sh->rt->storage, &first, &end, NULL);
+    uint64_t horizon = dataplane_trim_horizon(srv, s, sh->rt, c->now_ms);
+    *position = 0;
+    if (strcmp(type, "TRIM_HORIZON") == 0) {
+        *position = horizon;
+    } else if (strcmp(type, "LATEST") == 0) {
+        *position = end;
+    } else if (by_time) {
+        if (ts > c->now_ms) {
+            *position = end;
+        } else if (eng->ops->seek_time(eng, sh->rt->storage, ts, position) != 0) {
+            api_error(c, KERR_INTERNAL_FAILURE, "Internal service failure.");
+            return false;
+        }
+        if (*position < horizon) {
+            *position = horizon;
+        }
+    } else {
+        seqnum_t sn;
+        if (seqnum_parse(seq, strlen(seq), &sn) != 0) {
+            api_error(c, KERR_INVALID_ARGUMENT,
+                      "StartingSequenceNumber %s used in %s on shard %s in stream %s under account %s "
+                      "is invalid.",
+                      seq, op, id, s->name, srv->cfg.account_id);
+            return false;
+        }
+        if (sn.shard_index != sh->index) {
+            char other[32];
+            shard_id_format(sn.shard_index, other);
+            api_error(c, KERR_INVALID_ARGUMENT,
+                      "Invalid StartingSequenceNumber. It encodes %s, while it was used in a call to a shard with %s",
+                      other, id);
+            return false;
+        }
+        if (sn.shard_created_secs != (uint64_t)(sh->created_ms / 1000) ||
+            sn.stream_tag != seqnum_stream_tag(s->name, s->created_ms)) {
+            api_error(c, KERR_INVALID_ARGUMENT,
+                      "StartingSequenceNumber %s used in %s on shard %s in stream %s under account %s "
+                      "is invalid because it did not come from this stream.",
+                      seq, op, id, s->name, srv->cfg.account_id);
+            return false;
+        }
+        *position = sn.index + (strcmp(type, "AFTER_SEQUENCE_NUMBER") == 0 ? 1 : 0);
+        if (*position < horizon) {
+            *position = horizon;
+        }
+    }
+    return true;
+}
+
 void op_get_shard_iterator(api_call_t *c)
 {
     server_t *srv = c->srv;
@@ -519,7 +609,7 @@ void op_get_shard_iterator(api_call_t *c)
         return;
     }
     const char *shard_id = api_str(c, "ShardId");
-    shard_t *sh = find_shard(c, s, shard_id);
+    shard_t *sh = api_find_shard(c, s, shard_id);
     if (sh == NULL) {
         return;
     }
@@ -527,79 +617,12 @@ void op_get_shard_iterator(api_call_t *c)
     const char *seq = api_str(c, "StartingSequenceNumber");
     int64_t ts = 0;
     bool has_ts = api_timestamp(c, NULL, "Timestamp", &ts);
-    bool by_seq = strcmp(type, "AT_SEQUENCE_NUMBER") == 0 || strcmp(type, "AFTER_SEQUENCE_NUMBER") == 0;
-    bool by_time = strcmp(type, "AT_TIMESTAMP") == 0;
+    uint64_t position = 0;
+    if (!api_start_position(c, "GetShardIterator", s, sh, type, seq, has_ts, ts, &position)) {
+        return;
+    }
     char id[32];
     shard_id_format(sh->index, id);
-    if (by_seq && seq == NULL) {
-        api_error(c, KERR_INVALID_ARGUMENT, "You must specify a starting sequence number with %s.", type);
-        return;
-    }
-    if (!by_seq && seq != NULL) {
-        api_error(c, KERR_INVALID_ARGUMENT,
-                  "Request must not contain a starting sequence number for shard iterator type %s.", type);
-        return;
-    }
-    if (by_time && !has_ts) {
-        api_error(c, KERR_INVALID_ARGUMENT,
-                  "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has "
-                  "no timestamp parameter.");
-        return;
-    }
-    if (!by_time && has_ts) {
-        api_error(c, KERR_INVALID_ARGUMENT,
-                  "Request must not contain a timestamp for shard iterator type %s.", type);
-        return;
-    }
-    engine_t *eng = srv->engine;
-    uint64_t first = 0, end = 0;
-    eng->ops->bounds(eng, sh->rt->storage, &first, &end, NULL);
-    uint64_t horizon = dataplane_trim_horizon(srv, s, sh->rt, c->now_ms);
-    uint64_t position = 0;
-    if (strcmp(type, "TRIM_HORIZON") == 0) {
-        position = horizon;
-    } else if (strcmp(type, "LATEST") == 0) {
-        position = end;
-    } else if (by_time) {
-        if (ts > c->now_ms) {
-            position = end;
-        } else if (eng->ops->seek_time(eng, sh->rt->storage, ts, &position) != 0) {
-            api_error(c, KERR_INTERNAL_FAILURE, "Internal service failure.");
-            return;
-        }
-        if (position < horizon) {
-            position = horizon;
-        }
-    } else {
-        seqnum_t sn;
-        if (seqnum_parse(seq, strlen(seq), &sn) != 0) {
-            api_error(c, KERR_INVALID_ARGUMENT,
-                      "StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s under account %s "
-                      "is invalid.",
-                      seq, id, s->name, srv->cfg.account_id);
-            return;
-        }
-        if (sn.shard_index != sh->index) {
-            char other[32];
-            shard_id_format(sn.shard_index, other);
-            api_error(c, KERR_INVALID_ARGUMENT,
-                      "Invalid StartingSequenceNumber. It encodes %s, while it was used in a call to a shard with %s",
-                      other, id);
-            return;
-        }
-        if (sn.shard_created_secs != (uint64_t)(sh->created_ms / 1000) ||
-            sn.stream_tag != seqnum_stream_tag(s->name, s->created_ms)) {
-            api_error(c, KERR_INVALID_ARGUMENT,
-                      "StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s under account %s "
-                      "is invalid because it did not come from this stream.",
-                      seq, id, s->name, srv->cfg.account_id);
-            return;
-        }
-        position = sn.index + (strcmp(type, "AFTER_SEQUENCE_NUMBER") == 0 ? 1 : 0);
-        if (position < horizon) {
-            position = horizon;
-        }
-    }
     /* Only well-formed requests count against the shard's 5 calls per second. */
     if (srv->cfg.shard_limits && !dataplane_take_iterator(sh->rt, c->now_ms)) {
         api_error(c, KERR_PROVISIONED_THROUGHPUT_EXCEEDED, "Rate exceeded for shard %s in stream %s under account %s.",
@@ -617,29 +640,20 @@ void op_get_shard_iterator(api_call_t *c)
     api_ok(c);
 }
 
-typedef struct read_ctx {
-    api_call_t *c;
-    const shard_t *shard;
-    seqnum_cursor_t cursor;
-    uint16_t tag;
-    int64_t last_arrival;
-    size_t bytes;
-    bool encrypted;
-} read_ctx_t;
-
-static bool write_record(void *arg, const seg_record_t *rec)
+bool api_write_record(void *arg, const seg_record_t *rec)
 {
-    read_ctx_t *rc = arg;
-    jsonw_t *w = &rc->c->w;
+    record_writer_t *rc = arg;
+    jsonw_t *w = rc->w;
     char seq[SEQNUM_STR_MAX];
-    size_t seq_len = format_seq(&rc->cursor, rc->shard->index, rc->shard->created_ms, rc->tag, rec->index, rec->arrival_ms, seq);
+    size_t seq_len = format_seq(&rc->cursor, rc->shard_index, rc->shard_created_ms, rc->tag, rec->index,
+                                rec->arrival_ms, seq);
     jsonw_obj_begin(w);
     jsonw_key(w, "SequenceNumber");
     jsonw_str_plain(w, seq, seq_len);
     jsonw_key(w, "ApproximateArrivalTimestamp");
     jsonw_timestamp_ms(w, rec->arrival_ms);
     jsonw_key(w, "Data");
-    buf_t *out = &rc->c->out;
+    buf_t *out = rc->out;
     buf_reserve(out, BASE64_ENCODED_LEN(rec->data_len) + 2);
     jsonw_raw(w, "\"", 1);
     base64_encode_into(out, rec->data, rec->data_len);
@@ -652,46 +666,55 @@ static bool write_record(void *arg, const seg_record_t *rec)
     }
     jsonw_obj_end(w);
     rc->last_arrival = rec->arrival_ms;
+    rc->last_index = rec->index;
+    rc->count++;
     rc->bytes += rec->data_len + rec->pk_len;
     return true;
 }
 
+void api_format_seq(uint32_t shard_index, int64_t shard_created_ms, uint16_t tag, uint64_t index,
+                    int64_t arrival_ms, char out[SEQNUM_STR_MAX])
+{
+    seqnum_cursor_t cursor = {0};
+    format_seq(&cursor, shard_index, shard_created_ms, tag, index, arrival_ms, out);
+}
+
 /* ChildShards of a closed shard: every shard that names it as parent or adjacent parent. */
-static void write_child_shards(api_call_t *c, const stream_t *s, const shard_t *parent)
+void api_write_child_shards(jsonw_t *w, const stream_t *s, const shard_t *parent)
 {
     char id[32], key[U128_DEC_MAX];
-    jsonw_key(&c->w, "ChildShards");
-    jsonw_arr_begin(&c->w);
+    jsonw_key(w, "ChildShards");
+    jsonw_arr_begin(w);
     for (size_t i = 0; i < s->shard_count; i++) {
         const shard_t *child = &s->shards[i];
         if (child->parent != (int64_t)parent->index && child->adjacent_parent != (int64_t)parent->index) {
             continue;
         }
-        jsonw_obj_begin(&c->w);
-        jsonw_key(&c->w, "ShardId");
+        jsonw_obj_begin(w);
+        jsonw_key(w, "ShardId");
         shard_id_format(child->index, id);
-        jsonw_str(&c->w, id);
-        jsonw_key(&c->w, "ParentShards");
-        jsonw_arr_begin(&c->w);
+        jsonw_str(w, id);
+        jsonw_key(w, "ParentShards");
+        jsonw_arr_begin(w);
         shard_id_format((uint32_t)child->parent, id);
-        jsonw_str(&c->w, id);
+        jsonw_str(w, id);
         if (child->adjacent_parent >= 0) {
             shard_id_format((uint32_t)child->adjacent_parent, id);
-            jsonw_str(&c->w, id);
+            jsonw_str(w, id);
         }
-        jsonw_arr_end(&c->w);
-        jsonw_key(&c->w, "HashKeyRange");
-        jsonw_obj_begin(&c->w);
-        jsonw_key(&c->w, "StartingHashKey");
+        jsonw_arr_end(w);
+        jsonw_key(w, "HashKeyRange");
+        jsonw_obj_begin(w);
+        jsonw_key(w, "StartingHashKey");
         u128_format(child->start_hash, key);
-        jsonw_str(&c->w, key);
-        jsonw_key(&c->w, "EndingHashKey");
+        jsonw_str(w, key);
+        jsonw_key(w, "EndingHashKey");
         u128_format(child->end_hash, key);
-        jsonw_str(&c->w, key);
-        jsonw_obj_end(&c->w);
-        jsonw_obj_end(&c->w);
+        jsonw_str(w, key);
+        jsonw_obj_end(w);
+        jsonw_obj_end(w);
     }
-    jsonw_arr_end(&c->w);
+    jsonw_arr_end(w);
 }
 
 void op_get_records(api_call_t *c)
@@ -738,12 +761,12 @@ void op_get_records(api_call_t *c)
     uint64_t horizon = dataplane_trim_horizon(srv, s, sh->rt, c->now_ms);
     uint64_t from = pos.position < horizon ? horizon : pos.position;
 
-    read_ctx_t rc = {.c = c, .shard = sh, .tag = seqnum_stream_tag(s->name, s->created_ms),
-                     .encrypted = s->cfg.encrypted};
+    record_writer_t rc = {.w = &c->w, .out = &c->out, .shard_index = sh->index, .shard_created_ms = sh->created_ms,
+                          .tag = seqnum_stream_tag(s->name, s->created_ms), .encrypted = s->cfg.encrypted};
     uint64_t next = from;
     jsonw_key(&c->w, "Records");
     jsonw_arr_begin(&c->w);
-    int err = eng->ops->read(eng, sh->rt->storage, from, (size_t)limit, GET_RECORDS_MAX_BYTES, write_record, &rc,
+    int err = eng->ops->read(eng, sh->rt->storage, from, (size_t)limit, GET_RECORDS_MAX_BYTES, api_write_record, &rc,
                              &next);
     jsonw_arr_end(&c->w);
     if (err != 0) {
@@ -759,7 +782,7 @@ void op_get_records(api_call_t *c)
     if (sh->closed_ms != 0 && next >= end && eng->ops->written_end(eng, sh->rt->storage) == end) {
         /* the end of a closed shard (nothing appended before it closed is still waiting for its sync): no
          * next iterator; the children to continue with */
-        write_child_shards(c, s, sh);
+        api_write_child_shards(&c->w, s, sh);
     } else {
         pos.position = next;
         pos.issued_ms = c->now_ms;
