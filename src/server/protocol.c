@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "server/api/api.h"
+#include "server/cbor_json.h"
 
 #define TARGET_PREFIX "Kinesis_20131202."
 
@@ -43,7 +44,14 @@ static void request_id(char out[37])
              (uint32_t)((r[1] & 0x3fff) | 0x8000), (uint64_t)((r[1] >> 16) & 0xffffffffffffULL));
 }
 
+static void reply_error_as(http_request_t *req, kerr_t code, const char *message, bool cbor);
+
 static void reply_error(http_request_t *req, kerr_t code, const char *message)
+{
+    reply_error_as(req, code, message, false);
+}
+
+static void reply_error_as(http_request_t *req, kerr_t code, const char *message, bool cbor)
 {
     const kerr_info_t *info = kerr_info(code);
     buf_t body = BUF_INIT;
@@ -57,6 +65,13 @@ static void reply_error(http_request_t *req, kerr_t code, const char *message)
         jsonw_str(&w, message);
     }
     jsonw_obj_end(&w);
+    if (cbor) {
+        buf_t cb = BUF_INIT;
+        json_to_cbor(body.data, body.len, &cb);
+        buf_dispose(&body);
+        http_reply(req, info->http_status, "application/x-amz-cbor-1.1", &cb);
+        return;
+    }
     http_reply(req, info->http_status, "application/x-amz-json-1.1", &body);
 }
 
@@ -103,7 +118,8 @@ void protocol_handle(http_request_t *req, void *arg)
             clen = (size_t)(semi - ctype);
         }
     }
-    if (ctype == NULL || !(equals(ctype, clen, "application/x-amz-json-1.1") || equals(ctype, clen, "application/json"))) {
+    bool cbor = ctype != NULL && equals(ctype, clen, "application/x-amz-cbor-1.1");
+    if (ctype == NULL || !(cbor || equals(ctype, clen, "application/x-amz-json-1.1") || equals(ctype, clen, "application/json"))) {
         const char *auth;
         size_t alen;
         bool has_auth = http_request_header(req, "authorization", &auth, &alen);
@@ -118,7 +134,7 @@ void protocol_handle(http_request_t *req, void *arg)
         op = api_find_op(target + strlen(TARGET_PREFIX), tlen - strlen(TARGET_PREFIX));
     }
     if (op == NULL) {
-        reply_error(req, KERR_UNKNOWN_OPERATION, NULL);
+        reply_error_as(req, KERR_UNKNOWN_OPERATION, NULL, cbor);
         return;
     }
 
@@ -132,10 +148,11 @@ void protocol_handle(http_request_t *req, void *arg)
     c->req = req;
     c->op = op->name;
     c->now_ms = clock_now_ms();
+    c->cbor = cbor;
     jsonw_init(&c->w, &c->out);
     jsonw_obj_begin(&c->w);
 
-    if (op->fast != NULL) {
+    if (op->fast != NULL && !cbor) {
         catalog_rdlock(srv->catalog);
         bool handled = op->fast(c, body, blen);
         catalog_unlock(srv->catalog);
@@ -144,7 +161,18 @@ void protocol_handle(http_request_t *req, void *arg)
         }
     }
 
-    cJSON *input = blen ? cJSON_ParseWithLength(body, blen) : cJSON_CreateObject();
+    cJSON *input;
+    if (cbor) {
+        char err[160];
+        input = blen ? cbor_to_json(body, blen, err, sizeof err) : cJSON_CreateObject();
+        if (input == NULL) {
+            api_abandon(c);
+            reply_error_as(req, KERR_SERIALIZATION, err, true);
+            return;
+        }
+    } else {
+        input = blen ? cJSON_ParseWithLength(body, blen) : cJSON_CreateObject();
+    }
     if (input == NULL || !cJSON_IsObject(input)) {
         cJSON_Delete(input);
         api_abandon(c);
@@ -154,7 +182,7 @@ void protocol_handle(http_request_t *req, void *arg)
     buf_t msg = BUF_INIT;
     kerr_t verr = validate_input(input, op->input, &msg);
     if (verr != KERR_NONE) {
-        reply_error(req, verr, buf_cstr(&msg));
+        reply_error_as(req, verr, buf_cstr(&msg), cbor);
         buf_dispose(&msg);
         cJSON_Delete(input);
         api_abandon(c);

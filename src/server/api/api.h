@@ -30,6 +30,7 @@ typedef struct api_call {
     buf_t out;  /* reply body */
     jsonw_t w;  /* writer over out, with the top-level object already open */
     bool done;
+    bool cbor; /* the request came as application/x-amz-cbor-1.1: reply in CBOR (out is converted) */
 } api_call_t;
 
 typedef void (*api_handler_fn)(api_call_t *c);

@@ -7,11 +7,20 @@
 
 #include "common/log.h"
 #include "server/api/api.h"
+#include "server/cbor_json.h"
 
 static void finish(api_call_t *c, int status)
 {
     c->done = true;
-    http_reply(c->req, status, "application/x-amz-json-1.1", &c->out);
+    if (c->cbor) {
+        buf_t body = BUF_INIT;
+        if (c->out.len > 0 && json_to_cbor(c->out.data, c->out.len, &body) != 0) {
+            log_error("%s: reply is not valid JSON; sent as an empty CBOR body", c->op);
+        }
+        http_reply(c->req, status, "application/x-amz-cbor-1.1", &body);
+    } else {
+        http_reply(c->req, status, "application/x-amz-json-1.1", &c->out);
+    }
     cJSON_Delete((cJSON *)c->input);
     buf_dispose(&c->out);
     free(c);

@@ -32,6 +32,7 @@
 #include "common/eventstream.h"
 #include "common/log.h"
 #include "server/api/api.h"
+#include "server/cbor_json.h"
 #include "server/dataplane.h"
 
 #define SUBSCRIPTION_MS (5 * 60 * 1000)
@@ -59,6 +60,7 @@ typedef struct sub {
     atomic_bool wake_queued;
     atomic_bool end_requested; /* replaced by a newer subscription */
     bool ending;               /* http_stream_end called */
+    bool cbor;                 /* event payloads in CBOR (the request was CBOR) */
 } sub_t;
 
 struct fanout {
@@ -164,6 +166,28 @@ void subscribe_tick(server_t *srv, int64_t now_ms)
 
 /* ---- delivery (loop thread) ---- */
 
+/* Appends one event (or exception, when exception_type is set) whose payload is the JSON in json, converted
+ * to CBOR for a CBOR subscriber. */
+static void write_event(sub_t *sub, const char *event_type, const char *exception_type, const buf_t *json)
+{
+    buf_t converted = BUF_INIT, msg = BUF_INIT;
+    const char *payload = json->data;
+    size_t len = json->len;
+    if (sub->cbor) {
+        json_to_cbor(json->data, json->len, &converted);
+        payload = converted.data;
+        len = converted.len;
+    }
+    const char *ctype = sub->cbor ? "application/x-amz-cbor-1.1" : "application/json";
+    int rc = exception_type != NULL ? evs_encode_exception(&msg, exception_type, payload, len)
+                                    : evs_encode_event(&msg, event_type, ctype, payload, len);
+    if (rc == 0) {
+        http_stream_write(sub->hs, msg.data, msg.len);
+    }
+    buf_dispose(&converted);
+    buf_dispose(&msg);
+}
+
 static void end_stream(sub_t *sub)
 {
     if (!sub->ending && sub->hs != NULL) {
@@ -174,19 +198,15 @@ static void end_stream(sub_t *sub)
 
 static void send_exception(sub_t *sub, kerr_t code, const char *message)
 {
-    buf_t payload = BUF_INIT, msg = BUF_INIT;
+    buf_t payload = BUF_INIT;
     jsonw_t w;
     jsonw_init(&w, &payload);
     jsonw_obj_begin(&w);
     jsonw_key(&w, "message");
     jsonw_str(&w, message);
     jsonw_obj_end(&w);
-    const char *type = kerr_info(code)->type;
-    if (evs_encode_exception(&msg, type, payload.data, payload.len) == 0) {
-        http_stream_write(sub->hs, msg.data, msg.len);
-    }
+    write_event(sub, NULL, kerr_info(code)->type, &payload);
     buf_dispose(&payload);
-    buf_dispose(&msg);
     end_stream(sub);
 }
 
@@ -263,11 +283,7 @@ static bool deliver_one(sub_t *sub, int64_t now_ms, bool *ended)
         api_write_child_shards(&w, s, sh);
     }
     jsonw_obj_end(&w);
-    buf_t msg = BUF_INIT;
-    if (evs_encode_event(&msg, "SubscribeToShardEvent", "application/json", payload.data, payload.len) == 0) {
-        http_stream_write(sub->hs, msg.data, msg.len);
-    }
-    buf_dispose(&msg);
+    write_event(sub, "SubscribeToShardEvent", NULL, &payload);
     buf_dispose(&payload);
     atomic_store(&sub->last_event_ms, now_ms);
     if (shard_end) {
@@ -418,10 +434,11 @@ void op_subscribe_to_shard(api_call_t *c)
 
     http_stream_events_t events = {on_drain, on_close, sub};
     sub->hs = http_stream_start(c->req, 200, "application/vnd.amazon.eventstream", &events);
-    buf_t msg = BUF_INIT;
-    evs_encode_event(&msg, "initial-response", NULL, "{}", 2);
-    http_stream_write(sub->hs, msg.data, msg.len);
-    buf_dispose(&msg);
+    sub->cbor = c->cbor;
+    buf_t empty = BUF_INIT;
+    buf_puts(&empty, "{}");
+    write_event(sub, "initial-response", NULL, &empty);
+    buf_dispose(&empty);
     api_abandon(c);
     schedule(sub); /* records already there go out right after this handler */
 }
