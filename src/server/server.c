@@ -168,6 +168,7 @@ void server_stop(server_t *srv)
 {
     atomic_store(&srv->ready, false);
     if (srv->http != NULL) {
+        subscribe_end_all(srv);
         http_server_stop(srv->http, 2000);
         srv->http = NULL;
     }

@@ -118,6 +118,8 @@ void subscribe_dispose(server_t *srv);
 bool subscribe_any(server_t *srv);
 void subscribe_notify(server_t *srv, const char *stream, uint32_t shard);
 void subscribe_tick(server_t *srv, int64_t now_ms);
+/* Ends every subscription (their streams finish cleanly), so that a graceful stop need not wait for them. */
+void subscribe_end_all(server_t *srv);
 
 /* Shared by GetShardIterator, GetRecords and SubscribeToShard (records.c). */
 /* The shard named shard_id (with storage); NULL after replying ResourceNotFoundException. */

@@ -155,6 +155,9 @@ static void put_finish(void *arg)
     }
     char seq[SEQNUM_STR_MAX], id[32];
     seqnum_cursor_t cursor = {0};
+    /* one cursor per shard: a request's records alternate between shards, and a cursor only makes the
+     * next number of the same shard cheap */
+    seqnum_cursor_t *cursors = p->ngroups > 1 ? calloc(p->ngroups, sizeof *cursors) : NULL;
     if (p->single) {
         put_record_t *r = &p->records[0];
         if (r->state == REC_THROTTLED) {
@@ -192,7 +195,8 @@ static void put_finish(void *arg)
         jsonw_obj_begin(&c->w);
         if (r->state == REC_OK) {
             shard_id_format(r->shard_index, id);
-            size_t seq_len = format_seq(&cursor, r->shard_index, r->shard_created_ms, p->tag, r->index, r->arrival_ms, seq);
+            seqnum_cursor_t *cur = cursors != NULL ? &cursors[r->group] : &cursor;
+            size_t seq_len = format_seq(cur, r->shard_index, r->shard_created_ms, p->tag, r->index, r->arrival_ms, seq);
             jsonw_key(&c->w, "SequenceNumber");
             jsonw_str_plain(&c->w, seq, seq_len);
             jsonw_key(&c->w, "ShardId");
@@ -213,6 +217,7 @@ static void put_finish(void *arg)
         jsonw_obj_end(&c->w);
     }
     buf_dispose(&msg);
+    free(cursors);
     jsonw_arr_end(&c->w);
     jsonw_key(&c->w, "EncryptionType");
     jsonw_str(&c->w, p->encrypted ? "KMS" : "NONE");

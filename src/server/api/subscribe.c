@@ -143,6 +143,20 @@ void subscribe_notify(server_t *srv, const char *stream, uint32_t shard)
     pthread_mutex_unlock(&f->lock);
 }
 
+void subscribe_end_all(server_t *srv)
+{
+    struct fanout *f = registry(srv);
+    if (f == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&f->lock);
+    for (sub_t *sub = f->head; sub != NULL; sub = sub->next) {
+        atomic_store(&sub->end_requested, true);
+        schedule(sub);
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
 bool subscribe_any(server_t *srv)
 {
     struct fanout *f = registry(srv);
