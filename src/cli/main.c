@@ -61,6 +61,8 @@ static void serve_usage(FILE *out)
             "                              its limit (1 MiB/s or 1000 records/s) for S seconds (default 5)\n"
             "  --on-demand-merge-after S   ... and merge two adjacent shards below 10%% of it for S seconds\n"
             "                              (default 600; never below 4 open shards)\n"
+            "  --subscription-seconds S    how long a SubscribeToShard subscription lasts (default 300, as\n"
+            "                              on AWS)\n"
             "  --log-level LEVEL           debug, info, warn or error (default info)\n"
             "  --config FILE               read options from FILE (\"key = value\" lines, keys as above\n"
             "                              without the dashes); flags given on the command line win\n"
@@ -89,6 +91,7 @@ enum {
     OPT_SEGMENT_MIB,
     OPT_SPLIT_AFTER,
     OPT_MERGE_AFTER,
+    OPT_SUBSCRIPTION,
     OPT_CONFIG,
     OPT_HELP,
 };
@@ -113,6 +116,7 @@ static const struct option serve_options[] = {
     {"segment-mib", required_argument, NULL, OPT_SEGMENT_MIB},
     {"on-demand-split-after", required_argument, NULL, OPT_SPLIT_AFTER},
     {"on-demand-merge-after", required_argument, NULL, OPT_MERGE_AFTER},
+    {"subscription-seconds", required_argument, NULL, OPT_SUBSCRIPTION},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -195,6 +199,12 @@ static bool apply(server_config_t *cfg, int opt, const char *name, const char *v
             break;
         }
         cfg->segment_bytes = (size_t)n << 20;
+        return true;
+    case OPT_SUBSCRIPTION:
+        if (!parse_long(value, 1, 86400, &n)) {
+            break;
+        }
+        cfg->subscription_ms = n * 1000;
         return true;
     case OPT_SPLIT_AFTER:
     case OPT_MERGE_AFTER:

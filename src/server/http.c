@@ -40,6 +40,7 @@ typedef struct loop_thread {
     h2o_multithread_message_t stop_message;
     bool stopping;
     int64_t stop_deadline_ms;
+    size_t inflight; /* requests received and not yet disposed of (replied to, or the client went away) */
 } loop_thread_t;
 
 typedef struct handler {
@@ -91,9 +92,21 @@ static h2o_req_t *h2o_of(http_request_t *req)
     return (h2o_req_t *)req;
 }
 
+static loop_thread_t *owner(h2o_req_t *r);
+
+static void on_request_disposed(void *p)
+{
+    (*(loop_thread_t **)p)->inflight--;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     handler_t *h = (handler_t *)self;
+    /* counted until h2o disposes of the request, so that a graceful stop waits for requests, not for idle
+     * keep-alive connections */
+    loop_thread_t **counted = h2o_mem_alloc_shared(&req->pool, sizeof *counted, on_request_disposed);
+    *counted = owner(req);
+    (*counted)->inflight++;
     h->srv->cfg.handler((http_request_t *)req, h->srv->cfg.handler_arg);
     return 0;
 }
@@ -397,9 +410,10 @@ static void on_stop_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t
     h2o_context_request_shutdown(&t->ctx);
 }
 
+/* No request is being handled (idle keep-alive connections do not count: they close with the process). */
 static bool loop_idle(loop_thread_t *t)
 {
-    return h2o_linklist_is_empty(&t->ctx.http1._conns) && h2o_linklist_is_empty(&t->ctx.http2._conns);
+    return t->inflight == 0;
 }
 
 static int open_listener(const http_config_t *cfg, int *bound_port, char *errmsg, size_t errmsg_len)

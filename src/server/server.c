@@ -39,6 +39,7 @@ void server_config_defaults(server_config_t *cfg)
     cfg->segment_bytes = 64u << 20;
     cfg->on_demand_split_after_s = 5;
     cfg->on_demand_merge_after_s = 600;
+    cfg->subscription_ms = 5 * 60 * 1000;
 }
 
 

@@ -33,6 +33,7 @@ typedef struct server_config {
     size_t segment_bytes;       /* shard log segment size */
     int on_demand_split_after_s; /* see autoscale.h */
     int on_demand_merge_after_s;
+    int64_t subscription_ms;     /* SubscribeToShard lifetime */
 } server_config_t;
 
 typedef struct server {

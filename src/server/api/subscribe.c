@@ -4,7 +4,7 @@
  * A subscription is a streaming HTTP reply (http_stream_*) in the AWS event-stream framing
  * (common/eventstream.h): an `initial-response` event at once, then `SubscribeToShardEvent`s whose JSON
  * payload holds Records, ContinuationSequenceNumber, MillisBehindLatest and, at the end of a closed shard,
- * ChildShards (after which the stream ends). A subscription ends after SUBSCRIPTION_MS (5 minutes), as on AWS.
+ * ChildShards (after which the stream ends). A subscription ends after --subscription-seconds (300, as on AWS).
  *
  * Delivery is event-driven, with no thread of its own:
  * - PutRecord(s) call subscribe_notify() once their records are visible (after the group commit in fsync
@@ -35,7 +35,6 @@
 #include "server/cbor_json.h"
 #include "server/dataplane.h"
 
-#define SUBSCRIPTION_MS (5 * 60 * 1000)
 #define RESUBSCRIBE_MS 5000
 #define HEARTBEAT_MS 5000
 #define SUBSCRIPTION_BUFFER (1024 * 1024) /* stop reading while this much waits for the socket */
@@ -171,7 +170,7 @@ void subscribe_tick(server_t *srv, int64_t now_ms)
     }
     pthread_mutex_lock(&f->lock);
     for (sub_t *sub = f->head; sub != NULL; sub = sub->next) {
-        if (now_ms - atomic_load(&sub->last_event_ms) >= HEARTBEAT_MS || now_ms - sub->started_ms >= SUBSCRIPTION_MS) {
+        if (now_ms - atomic_load(&sub->last_event_ms) >= HEARTBEAT_MS || now_ms - sub->started_ms >= srv->cfg.subscription_ms) {
             schedule(sub);
         }
     }
@@ -311,7 +310,7 @@ static bool deliver_one(sub_t *sub, int64_t now_ms, bool *ended)
 static void deliver(sub_t *sub)
 {
     int64_t now = clock_now_ms();
-    if (now - sub->started_ms >= SUBSCRIPTION_MS || atomic_load(&sub->end_requested)) {
+    if (now - sub->started_ms >= sub->srv->cfg.subscription_ms || atomic_load(&sub->end_requested)) {
         end_stream(sub);
         return;
     }
