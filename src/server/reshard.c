@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "server/api/api.h"
 #include "server/dataplane.h"
 
 /* A change being built: parents to close and shards to add (the adds may be closed again within it). */
@@ -103,6 +104,7 @@ static int commit_plan(plan_t *p, const stream_config_t *cfg)
         /* the shards exist; puts routed to one without storage fail until it can be opened */
         log_error("cannot open the storage of new shards of %s: %s", p->s->name, strerror(-rc));
     }
+    subscribe_wake_stream(p->srv, p->s->name); /* subscribers of closed parents: ChildShards */
     return 0;
 }
 

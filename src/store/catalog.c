@@ -625,6 +625,9 @@ int catalog_create_stream(catalog_t *cat, const char *name, int64_t now_ms, cons
         sh->parent = -1;
         sh->adjacent_parent = -1;
         sh->created_ms = now_ms;
+        /* records start at index 1: "the number before the first record" stays expressible, which
+         * SubscribeToShard's ContinuationSequenceNumber on an empty shard needs (AFTER_SEQUENCE_NUMBER) */
+        sh->first_seq_index = 1;
     }
     int rc = begin(cat);
     if (rc != 0) {

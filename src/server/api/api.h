@@ -120,6 +120,9 @@ void subscribe_notify(server_t *srv, const char *stream, uint32_t shard);
 void subscribe_tick(server_t *srv, int64_t now_ms);
 /* Ends every subscription (their streams finish cleanly), so that a graceful stop need not wait for them. */
 void subscribe_end_all(server_t *srv);
+/* Wakes every subscription of a stream (after a reshard, a deregistration or a deletion, so that they
+ * send ChildShards or end without waiting for the next heartbeat). */
+void subscribe_wake_stream(server_t *srv, const char *stream);
 
 /* Shared by GetShardIterator, GetRecords and SubscribeToShard (records.c). */
 /* The shard named shard_id (with storage); NULL after replying ResourceNotFoundException. */

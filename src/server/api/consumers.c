@@ -15,6 +15,7 @@
 #include "server/api/api.h"
 
 #define CONSUMERS_PER_STREAM 20
+#define CONSUMERS_CREATING_MAX 5 /* registrations in progress at once */
 #define LIST_CONSUMERS_DEFAULT 100
 #define NEXT_TOKEN_TTL_MS (300 * 1000)
 
@@ -150,9 +151,19 @@ void op_register_stream_consumer(api_call_t *c)
                   CONSUMERS_PER_STREAM, s->name, c->srv->cfg.account_id);
         return;
     }
+    size_t creating = 0;
+    for (size_t i = 0; i < s->consumer_count; i++) {
+        creating += s->consumers[i].status == STREAM_CREATING;
+    }
+    if (creating >= CONSUMERS_CREATING_MAX) {
+        api_error(c, KERR_LIMIT_EXCEEDED,
+                  "Stream %s under account %s already has %d consumers in CREATING state; wait for them to become "
+                  "ACTIVE.",
+                  s->name, c->srv->cfg.account_id, CONSUMERS_CREATING_MAX);
+        return;
+    }
     consumer_t con = {0};
     snprintf(con.name, sizeof con.name, "%s", name);
-    /* two registrations of one name within a second would share an ARN: keep creation times distinct */
     con.created_ms = c->now_ms;
     bool delay = c->srv->cfg.state_delay_ms > 0;
     con.status = delay ? STREAM_CREATING : STREAM_ACTIVE;
@@ -186,6 +197,7 @@ void op_deregister_stream_consumer(api_call_t *c)
     if (delay <= 0) {
         catalog_settle(c->srv->catalog, c->now_ms);
     }
+    subscribe_wake_stream(c->srv, s->name);
     api_ok_empty(c);
 }
 

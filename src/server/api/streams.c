@@ -142,6 +142,8 @@ void op_delete_stream(api_call_t *c)
                   s->name, c->srv->cfg.account_id);
         return;
     }
+    char name[STREAM_NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s", s->name); /* s is gone after a drop */
     int rc;
     if (c->srv->cfg.state_delay_ms <= 0) {
         rc = catalog_drop_stream(c->srv->catalog, s);
@@ -156,6 +158,7 @@ void op_delete_stream(api_call_t *c)
         api_error(c, KERR_INTERNAL_FAILURE, "Cannot delete stream.");
         return;
     }
+    subscribe_wake_stream(c->srv, name);
     api_ok_empty(c);
 }
 
@@ -268,7 +271,7 @@ void op_describe_stream_summary(api_call_t *c)
     jsonw_key(&c->w, "OpenShardCount");
     jsonw_int(&c->w, s->cfg.status == STREAM_CREATING ? 0 : (int64_t)stream_open_shards(s));
     jsonw_key(&c->w, "ConsumerCount");
-    jsonw_int(&c->w, 0);
+    jsonw_int(&c->w, (int64_t)s->consumer_count);
     jsonw_key(&c->w, "MaxRecordSizeInKiB");
     jsonw_int(&c->w, s->cfg.max_record_kib);
     jsonw_obj_end(&c->w);

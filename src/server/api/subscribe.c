@@ -53,6 +53,7 @@ typedef struct sub {
     int64_t consumer_created_ms;
     uint32_t shard;
     uint64_t position; /* next record index to deliver */
+    int64_t last_arrival_ms; /* of the last record delivered (0: none yet) */
     int64_t started_ms;
     _Atomic int64_t last_event_ms;
     _Atomic int refs;
@@ -62,10 +63,22 @@ typedef struct sub {
     bool cbor;                 /* event payloads in CBOR (the request was CBOR) */
 } sub_t;
 
+/* When a consumer last subscribed to a shard: the 5-second rule holds even after that subscription ended
+ * (the client may have cancelled it). Entries older than RESUBSCRIBE_MS are dropped. */
+typedef struct recent_start {
+    char stream[STREAM_NAME_MAX + 1];
+    char consumer[CONSUMER_NAME_MAX + 1];
+    int64_t consumer_created_ms;
+    uint32_t shard;
+    int64_t started_ms;
+} recent_start_t;
+
 struct fanout {
     pthread_mutex_t lock;
     sub_t *head;
     _Atomic size_t count;
+    recent_start_t *recent;
+    size_t nrecent, recent_cap;
 };
 
 static struct fanout *registry(server_t *srv)
@@ -90,6 +103,7 @@ void subscribe_dispose(server_t *srv)
         return;
     }
     /* the loops are stopped: what is left was never closed by h2o (the process is ending) */
+    free(f->recent);
     pthread_mutex_destroy(&f->lock);
     free(f);
     srv->fanout = NULL;
@@ -136,6 +150,21 @@ void subscribe_notify(server_t *srv, const char *stream, uint32_t shard)
     pthread_mutex_lock(&f->lock);
     for (sub_t *sub = f->head; sub != NULL; sub = sub->next) {
         if (sub->shard == shard && strcmp(sub->stream, stream) == 0) {
+            schedule(sub);
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+void subscribe_wake_stream(server_t *srv, const char *stream)
+{
+    struct fanout *f = registry(srv);
+    if (f == NULL || atomic_load(&f->count) == 0) {
+        return;
+    }
+    pthread_mutex_lock(&f->lock);
+    for (sub_t *sub = f->head; sub != NULL; sub = sub->next) {
+        if (strcmp(sub->stream, stream) == 0) {
             schedule(sub);
         }
     }
@@ -281,8 +310,13 @@ static bool deliver_one(sub_t *sub, int64_t now_ms, bool *ended)
     sub->position = next;
     /* the number to resume after: the last record delivered, or the one before the position */
     char seq[SEQNUM_STR_MAX];
+    if (rw.count > 0) {
+        sub->last_arrival_ms = rw.last_arrival;
+    }
     uint64_t resume = rw.count > 0 ? rw.last_index : (next > 0 ? next - 1 : 0);
-    api_format_seq(sh->index, sh->created_ms, rw.tag, resume, rw.count > 0 ? rw.last_arrival : sh->created_ms, seq);
+    /* the arrival part keeps continuation numbers from going backwards after a record was delivered */
+    int64_t resume_arrival = sub->last_arrival_ms != 0 ? sub->last_arrival_ms : sh->created_ms;
+    api_format_seq(sh->index, sh->created_ms, rw.tag, resume, resume_arrival, seq);
     jsonw_key(&w, "ContinuationSequenceNumber");
     jsonw_str(&w, seq);
     int64_t behind = 0;
@@ -404,6 +438,17 @@ void op_subscribe_to_shard(api_call_t *c)
     /* one subscription per consumer and shard: refused within 5 s of the last one, else it replaces it */
     struct fanout *f = registry(srv);
     pthread_mutex_lock(&f->lock);
+    bool too_soon = false;
+    for (size_t i = 0; i < f->nrecent;) {
+        recent_start_t *r = &f->recent[i];
+        if (c->now_ms - r->started_ms >= RESUBSCRIBE_MS) {
+            f->recent[i] = f->recent[--f->nrecent];
+            continue;
+        }
+        too_soon |= r->shard == sh->index && r->consumer_created_ms == con->created_ms &&
+                    strcmp(r->stream, s->name) == 0 && strcmp(r->consumer, con->name) == 0;
+        i++;
+    }
     sub_t *old = NULL;
     for (sub_t *it = f->head; it != NULL; it = it->next) {
         if (it->shard == sh->index && strcmp(it->stream, s->name) == 0 && strcmp(it->consumer, con->name) == 0 &&
@@ -411,7 +456,7 @@ void op_subscribe_to_shard(api_call_t *c)
             old = it;
         }
     }
-    if (old != NULL && c->now_ms - old->started_ms < RESUBSCRIBE_MS) {
+    if (too_soon || (old != NULL && c->now_ms - old->started_ms < RESUBSCRIBE_MS)) {
         pthread_mutex_unlock(&f->lock);
         char id[32];
         shard_id_format(sh->index, id);
@@ -425,6 +470,19 @@ void op_subscribe_to_shard(api_call_t *c)
         atomic_store(&old->end_requested, true);
         schedule(old);
     }
+    if (f->nrecent == f->recent_cap) {
+        f->recent_cap = f->recent_cap ? f->recent_cap * 2 : 16;
+        f->recent = realloc(f->recent, f->recent_cap * sizeof *f->recent);
+        if (f->recent == NULL) {
+            abort();
+        }
+    }
+    recent_start_t *r = &f->recent[f->nrecent++];
+    snprintf(r->stream, sizeof r->stream, "%s", s->name);
+    snprintf(r->consumer, sizeof r->consumer, "%s", con->name);
+    r->consumer_created_ms = con->created_ms;
+    r->shard = sh->index;
+    r->started_ms = c->now_ms;
     sub_t *sub = calloc(1, sizeof *sub);
     if (sub == NULL) {
         abort();
