@@ -160,13 +160,14 @@ static u128 column_u128(sqlite3_stmt *st, int col)
 
 /* ---- in-memory helpers ---- */
 
+static void free_tags(tag_t *tags, size_t count);
+
 static void stream_free(stream_t *s)
 {
-    for (size_t i = 0; i < s->tag_count; i++) {
-        free(s->tags[i].key);
-        free(s->tags[i].value);
+    free_tags(s->tags, s->tag_count);
+    for (size_t i = 0; i < s->consumer_count; i++) {
+        free_tags(s->consumers[i].tags, s->consumers[i].tag_count);
     }
-    free(s->tags);
     free(s->shards);
     free(s->consumers);
     free(s);
@@ -210,26 +211,55 @@ static int tag_cmp(const void *a, const void *b)
 }
 
 /* Sets key=value in memory (the SQL side is done by the caller). */
-static void memory_put_tag(stream_t *s, const char *key, const char *value)
+/* The tag array of a stream (con NULL) or of one of its consumers. */
+static void tag_owner(stream_t *s, consumer_t *con, tag_t ***tags, size_t **count)
 {
-    for (size_t i = 0; i < s->tag_count; i++) {
-        if (strcmp(s->tags[i].key, key) == 0) {
+    *tags = con != NULL ? &con->tags : &s->tags;
+    *count = con != NULL ? &con->tag_count : &s->tag_count;
+}
+
+/* The tags table's owner column: the stream's name, or "STREAM/consumer/NAME" (stream names have no '/'). */
+static void tag_owner_key(const stream_t *s, const consumer_t *con, char *out, size_t len)
+{
+    if (con != NULL) {
+        snprintf(out, len, "%s/consumer/%s", s->name, con->name);
+    } else {
+        snprintf(out, len, "%s", s->name);
+    }
+}
+
+static void memory_put_tag(stream_t *s, consumer_t *con, const char *key, const char *value)
+{
+    tag_t **tags;
+    size_t *count;
+    tag_owner(s, con, &tags, &count);
+    for (size_t i = 0; i < *count; i++) {
+        if (strcmp((*tags)[i].key, key) == 0) {
             char *v = xstrdup(value);
-            free(s->tags[i].value);
-            s->tags[i].value = v;
+            free((*tags)[i].value);
+            (*tags)[i].value = v;
             return;
         }
     }
-    tag_t *p = realloc(s->tags, (s->tag_count + 1) * sizeof *p);
+    tag_t *p = realloc(*tags, (*count + 1) * sizeof *p);
     if (p == NULL) {
         log_error("out of memory");
         abort();
     }
-    s->tags = p;
-    s->tags[s->tag_count].key = xstrdup(key);
-    s->tags[s->tag_count].value = xstrdup(value);
-    s->tag_count++;
-    qsort(s->tags, s->tag_count, sizeof *s->tags, tag_cmp);
+    *tags = p;
+    p[*count].key = xstrdup(key);
+    p[*count].value = xstrdup(value);
+    (*count)++;
+    qsort(p, *count, sizeof *p, tag_cmp);
+}
+
+static void free_tags(tag_t *tags, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free(tags[i].key);
+        free(tags[i].value);
+    }
+    free(tags);
 }
 
 /* ---- loading ---- */
@@ -343,9 +373,18 @@ static int load(catalog_t *cat)
         return -EIO;
     }
     while (sqlite3_step(st) == SQLITE_ROW) {
-        stream_t *s = catalog_find(cat, (const char *)sqlite3_column_text(st, 0));
-        if (s != NULL) {
-            memory_put_tag(s, (const char *)sqlite3_column_text(st, 1),
+        char owner[STREAM_NAME_MAX + CONSUMER_NAME_MAX + 16];
+        snprintf(owner, sizeof owner, "%s", (const char *)sqlite3_column_text(st, 0));
+        char *slash = strstr(owner, "/consumer/");
+        const char *consumer = NULL;
+        if (slash != NULL) {
+            *slash = '\0';
+            consumer = slash + strlen("/consumer/");
+        }
+        stream_t *s = catalog_find(cat, owner);
+        consumer_t *con = s != NULL && consumer != NULL ? catalog_find_consumer(s, consumer) : NULL;
+        if (s != NULL && (consumer == NULL || con != NULL)) {
+            memory_put_tag(s, con, (const char *)sqlite3_column_text(st, 1),
                            (const char *)sqlite3_column_text(st, 2));
         }
     }
@@ -448,11 +487,13 @@ size_t catalog_stream_after(const catalog_t *cat, const char *name)
     return at;
 }
 
-const tag_t *catalog_find_tag(const stream_t *s, const char *key)
+const tag_t *catalog_find_tag(const stream_t *s, const consumer_t *con, const char *key)
 {
-    for (size_t i = 0; i < s->tag_count; i++) {
-        if (strcmp(s->tags[i].key, key) == 0) {
-            return &s->tags[i];
+    const tag_t *tags = con != NULL ? con->tags : s->tags;
+    size_t count = con != NULL ? con->tag_count : s->tag_count;
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(tags[i].key, key) == 0) {
+            return &tags[i];
         }
     }
     return NULL;
@@ -649,7 +690,7 @@ int catalog_create_stream(catalog_t *cat, const char *name, int64_t now_ms, cons
         goto fail;
     }
     for (size_t i = 0; i < tag_count; i++) {
-        memory_put_tag(s, tags[i].key, tags[i].value);
+        memory_put_tag(s, NULL, tags[i].key, tags[i].value);
     }
     insert_stream(cat, s);
     if (out != NULL) {
@@ -761,8 +802,22 @@ consumer_t *catalog_find_consumer(stream_t *s, const char *name)
 
 static int remove_consumer(catalog_t *cat, stream_t *s, consumer_t *c)
 {
-    int rc = delete_rows(cat, "DELETE FROM consumers WHERE stream=? AND name=?", s->name, c->name);
+    char owner[STREAM_NAME_MAX + CONSUMER_NAME_MAX + 16];
+    tag_owner_key(s, c, owner, sizeof owner);
+    int rc = begin(cat);
     if (rc == 0) {
+        rc = delete_rows(cat, "DELETE FROM consumers WHERE stream=? AND name=?", s->name, c->name);
+    }
+    if (rc == 0) {
+        rc = delete_rows(cat, "DELETE FROM tags WHERE stream=?", owner, NULL);
+    }
+    if (rc == 0) {
+        rc = commit(cat);
+    } else {
+        rollback(cat);
+    }
+    if (rc == 0) {
+        free_tags(c->tags, c->tag_count);
         size_t at = (size_t)(c - s->consumers);
         memmove(c, c + 1, (s->consumer_count - at - 1) * sizeof *c);
         s->consumer_count--;
@@ -843,11 +898,13 @@ size_t catalog_count_events(const stream_t *s, stream_event_t kind, int64_t sinc
     return n;
 }
 
-int catalog_put_tags(catalog_t *cat, stream_t *s, const tag_t *tags, size_t n)
+int catalog_put_tags(catalog_t *cat, stream_t *s, consumer_t *con, const tag_t *tags, size_t n)
 {
+    char owner[STREAM_NAME_MAX + CONSUMER_NAME_MAX + 16];
+    tag_owner_key(s, con, owner, sizeof owner);
     int rc = begin(cat);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = write_tag_row(cat, s->name, tags[i].key, tags[i].value);
+        rc = write_tag_row(cat, owner, tags[i].key, tags[i].value);
     }
     if (rc != 0) {
         rollback(cat);
@@ -858,16 +915,18 @@ int catalog_put_tags(catalog_t *cat, stream_t *s, const tag_t *tags, size_t n)
         return rc;
     }
     for (size_t i = 0; i < n; i++) {
-        memory_put_tag(s, tags[i].key, tags[i].value);
+        memory_put_tag(s, con, tags[i].key, tags[i].value);
     }
     return 0;
 }
 
-int catalog_remove_tags(catalog_t *cat, stream_t *s, const char *const *keys, size_t n)
+int catalog_remove_tags(catalog_t *cat, stream_t *s, consumer_t *con, const char *const *keys, size_t n)
 {
+    char owner[STREAM_NAME_MAX + CONSUMER_NAME_MAX + 16];
+    tag_owner_key(s, con, owner, sizeof owner);
     int rc = begin(cat);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = delete_rows(cat, "DELETE FROM tags WHERE stream=? AND key=?", s->name, keys[i]);
+        rc = delete_rows(cat, "DELETE FROM tags WHERE stream=? AND key=?", owner, keys[i]);
     }
     if (rc != 0) {
         rollback(cat);
@@ -877,13 +936,16 @@ int catalog_remove_tags(catalog_t *cat, stream_t *s, const char *const *keys, si
     if (rc != 0) {
         return rc;
     }
+    tag_t **tags;
+    size_t *count;
+    tag_owner(s, con, &tags, &count);
     for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < s->tag_count; j++) {
-            if (strcmp(s->tags[j].key, keys[i]) == 0) {
-                free(s->tags[j].key);
-                free(s->tags[j].value);
-                memmove(&s->tags[j], &s->tags[j + 1], (s->tag_count - j - 1) * sizeof *s->tags);
-                s->tag_count--;
+        for (size_t j = 0; j < *count; j++) {
+            if (strcmp((*tags)[j].key, keys[i]) == 0) {
+                free((*tags)[j].key);
+                free((*tags)[j].value);
+                memmove(&(*tags)[j], &(*tags)[j + 1], (*count - j - 1) * sizeof **tags);
+                (*count)--;
                 break;
             }
         }
@@ -911,6 +973,11 @@ int catalog_drop_stream(catalog_t *cat, stream_t *s)
     }
     if (rc == 0) {
         rc = delete_rows(cat, "DELETE FROM consumers WHERE stream=?", s->name, NULL);
+    }
+    for (size_t i = 0; rc == 0 && i < s->consumer_count; i++) {
+        char owner[STREAM_NAME_MAX + CONSUMER_NAME_MAX + 16];
+        tag_owner_key(s, &s->consumers[i], owner, sizeof owner);
+        rc = delete_rows(cat, "DELETE FROM tags WHERE stream=?", owner, NULL);
     }
     if (rc == 0) {
         rc = delete_rows(cat, "DELETE FROM streams WHERE name=?", s->name, NULL);

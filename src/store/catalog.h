@@ -95,6 +95,8 @@ typedef struct consumer {
     int64_t created_ms;
     stream_status_t status;    /* CREATING, ACTIVE or DELETING (never UPDATING) */
     int64_t status_due_ms;     /* when CREATING becomes ACTIVE, or DELETING removes it */
+    tag_t *tags;               /* sorted by key */
+    size_t tag_count;
 } consumer_t;
 
 /* Operations AWS limits per rolling 24 hours, remembered per stream (the newest few of each kind). */
@@ -167,10 +169,11 @@ int catalog_add_consumer(catalog_t *cat, stream_t *s, const consumer_t *c);
 int catalog_set_consumer_status(catalog_t *cat, stream_t *s, const char *name, stream_status_t status, int64_t due_ms);
 consumer_t *catalog_find_consumer(stream_t *s, const char *name);
 /* Adds or overwrites tags. */
-int catalog_put_tags(catalog_t *cat, stream_t *s, const tag_t *tags, size_t n);
+/* Tags belong to a stream (con NULL) or to one of its consumers (con, from catalog_find_consumer). */
+int catalog_put_tags(catalog_t *cat, stream_t *s, consumer_t *con, const tag_t *tags, size_t n);
 /* Removes the tags with these keys (absent keys are ignored). */
-int catalog_remove_tags(catalog_t *cat, stream_t *s, const char *const *keys, size_t n);
-const tag_t *catalog_find_tag(const stream_t *s, const char *key);
+int catalog_remove_tags(catalog_t *cat, stream_t *s, consumer_t *con, const char *const *keys, size_t n);
+const tag_t *catalog_find_tag(const stream_t *s, const consumer_t *con, const char *key);
 /* Called with each stream that is about to be removed for good (under the write lock), so that its owner
  * can release what it attached to the shards. */
 typedef void (*catalog_drop_hook_fn)(void *arg, stream_t *s);

@@ -390,16 +390,22 @@ def test_register_with_tags_is_accepted(srv, kin):
     assert consumer_arn_re(name, "tagged").fullmatch(reply["Consumer"]["ConsumerARN"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eddy accepts RegisterStreamConsumer's Tags but does not keep them; ListTagsForResource does not "
-    "support consumer ARNs (AWS: tags apply to the consumer from its CREATING status)",
-)
 def test_register_tags_are_listed_on_the_consumer(srv, kin):
     _, sarn = new_stream(kin)
     reply = srv.raw.ok("RegisterStreamConsumer", {"StreamARN": sarn, "ConsumerName": "tagged", "Tags": {"team": "a"}})
-    tags = srv.raw.ok("ListTagsForResource", {"ResourceARN": reply["Consumer"]["ConsumerARN"]})["Tags"]
+    carn = reply["Consumer"]["ConsumerARN"]
+    tags = srv.raw.ok("ListTagsForResource", {"ResourceARN": carn})["Tags"]
     assert tags == [{"Key": "team", "Value": "a"}]
+    # TagResource / UntagResource on the consumer leave the stream's tags alone
+    srv.raw.ok("TagResource", {"ResourceARN": carn, "Tags": {"env": "ci", "team": "b"}})
+    srv.raw.ok("UntagResource", {"ResourceARN": carn, "TagKeys": ["env"]})
+    assert srv.raw.ok("ListTagsForResource", {"ResourceARN": carn})["Tags"] == [{"Key": "team", "Value": "b"}]
+    assert srv.raw.ok("ListTagsForResource", {"ResourceARN": sarn})["Tags"] == []
+    srv.restart()
+    assert srv.raw.ok("ListTagsForResource", {"ResourceARN": carn})["Tags"] == [{"Key": "team", "Value": "b"}]
+    # a consumer registered again under the same name starts without tags
+    srv.raw.ok("DeregisterStreamConsumer", {"ConsumerARN": carn})
+    assert srv.raw.error("ListTagsForResource", {"ResourceARN": carn})[0] == "ResourceNotFoundException"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -99,6 +99,8 @@ void op_describe_stream_consumer(api_call_t *c);
 void op_list_stream_consumers(api_call_t *c);
 /* The consumer named by ConsumerARN, or by StreamARN and ConsumerName; NULL after replying otherwise. */
 stream_t *api_consumer(api_call_t *c, consumer_t **out);
+/* The consumer of a ConsumerARN; NULL after replying ResourceNotFoundException. */
+stream_t *api_consumer_by_arn(api_call_t *c, const char *arn, consumer_t **out);
 void api_consumer_arn(const api_call_t *c, const stream_t *s, const consumer_t *con, buf_t *out);
 void op_merge_shards(api_call_t *c);
 void op_update_shard_count(api_call_t *c);

@@ -13,6 +13,7 @@
 
 #include "common/base64.h"
 #include "server/api/api.h"
+#include "server/api/tags.h"
 
 #define CONSUMERS_PER_STREAM 20
 #define CONSUMERS_CREATING_MAX 5 /* registrations in progress at once */
@@ -66,6 +67,20 @@ static bool parse_consumer_arn(const api_call_t *c, const char *arn, char *strea
     }
     *secs = v;
     return true;
+}
+
+stream_t *api_consumer_by_arn(api_call_t *c, const char *arn, consumer_t **out)
+{
+    char sname[STREAM_NAME_MAX + 1], cname[CONSUMER_NAME_MAX + 1];
+    int64_t secs = -1;
+    stream_t *s = parse_consumer_arn(c, arn, sname, cname, &secs) ? catalog_find(c->srv->catalog, sname) : NULL;
+    consumer_t *con = s != NULL && s->cfg.status != STREAM_DELETING ? catalog_find_consumer(s, cname) : NULL;
+    if (con == NULL || con->created_ms / 1000 != secs || con->status == STREAM_DELETING) {
+        api_error(c, KERR_RESOURCE_NOT_FOUND, "Consumer %s not found.", arn);
+        return NULL;
+    }
+    *out = con;
+    return s;
 }
 
 stream_t *api_consumer(api_call_t *c, consumer_t **out)
@@ -162,13 +177,22 @@ void op_register_stream_consumer(api_call_t *c)
                   s->name, c->srv->cfg.account_id, CONSUMERS_CREATING_MAX);
         return;
     }
+    tag_list_t tags;
+    if (!tags_from_input(c, cJSON_GetObjectItemCaseSensitive(c->input, "Tags"), &tags)) {
+        return;
+    }
     consumer_t con = {0};
     snprintf(con.name, sizeof con.name, "%s", name);
     con.created_ms = c->now_ms;
     bool delay = c->srv->cfg.state_delay_ms > 0;
     con.status = delay ? STREAM_CREATING : STREAM_ACTIVE;
     con.status_due_ms = delay ? c->now_ms + c->srv->cfg.state_delay_ms : 0;
-    if (catalog_add_consumer(c->srv->catalog, s, &con) != 0) {
+    int rc = catalog_add_consumer(c->srv->catalog, s, &con);
+    if (rc == 0 && tags.count > 0) {
+        rc = catalog_put_tags(c->srv->catalog, s, catalog_find_consumer(s, con.name), tags.items, tags.count);
+    }
+    tags_dispose(&tags);
+    if (rc != 0) {
         api_error(c, KERR_INTERNAL_FAILURE, "Internal service failure.");
         return;
     }

@@ -116,15 +116,15 @@ void tags_dispose(tag_list_t *list)
     list->count = 0;
 }
 
-static void add_tags(api_call_t *c, stream_t *s, const cJSON *map)
+static void add_tags(api_call_t *c, stream_t *s, consumer_t *con, const cJSON *map)
 {
     tag_list_t tags;
     if (!tags_from_input(c, map, &tags)) {
         return;
     }
-    size_t total = s->tag_count;
+    size_t total = con != NULL ? con->tag_count : s->tag_count;
     for (size_t i = 0; i < tags.count; i++) {
-        bool seen = catalog_find_tag(s, tags.items[i].key) != NULL;
+        bool seen = catalog_find_tag(s, con, tags.items[i].key) != NULL;
         for (size_t j = 0; j < i && !seen; j++) {
             seen = strcmp(tags.items[j].key, tags.items[i].key) == 0;
         }
@@ -133,12 +133,13 @@ static void add_tags(api_call_t *c, stream_t *s, const cJSON *map)
     if (total > TAGS_PER_STREAM_MAX) {
         tags_dispose(&tags);
         api_error(c, KERR_INVALID_ARGUMENT,
-                  "Failed to add tags to stream %s under account %s because a given stream cannot have more than "
-                  "%d tags associated with it.",
-                  s->name, c->srv->cfg.account_id, TAGS_PER_STREAM_MAX);
+                  "Failed to add tags to %s %s under account %s because a given %s cannot have more than %d tags "
+                  "associated with it.",
+                  con != NULL ? "consumer" : "stream", con != NULL ? con->name : s->name, c->srv->cfg.account_id,
+                  con != NULL ? "consumer" : "stream", TAGS_PER_STREAM_MAX);
         return;
     }
-    int rc = catalog_put_tags(c->srv->catalog, s, tags.items, tags.count);
+    int rc = catalog_put_tags(c->srv->catalog, s, con, tags.items, tags.count);
     tags_dispose(&tags);
     if (rc != 0) {
         api_error(c, KERR_INTERNAL_FAILURE, "Cannot store tags.");
@@ -147,7 +148,7 @@ static void add_tags(api_call_t *c, stream_t *s, const cJSON *map)
     api_ok_empty(c);
 }
 
-static void remove_tags(api_call_t *c, stream_t *s, const cJSON *list)
+static void remove_tags(api_call_t *c, stream_t *s, consumer_t *con, const cJSON *list)
 {
     size_t n = (size_t)cJSON_GetArraySize(list);
     const char **keys = calloc(n ? n : 1, sizeof *keys);
@@ -162,7 +163,7 @@ static void remove_tags(api_call_t *c, stream_t *s, const cJSON *list)
             keys[k++] = e->valuestring;
         }
     }
-    int rc = catalog_remove_tags(c->srv->catalog, s, keys, k);
+    int rc = catalog_remove_tags(c->srv->catalog, s, con, keys, k);
     free(keys);
     if (rc != 0) {
         api_error(c, KERR_INTERNAL_FAILURE, "Cannot remove tags.");
@@ -175,7 +176,7 @@ void op_add_tags(api_call_t *c)
 {
     stream_t *s = api_stream(c);
     if (s != NULL) {
-        add_tags(c, s, cJSON_GetObjectItemCaseSensitive(c->input, "Tags"));
+        add_tags(c, s, NULL, cJSON_GetObjectItemCaseSensitive(c->input, "Tags"));
     }
 }
 
@@ -183,7 +184,7 @@ void op_remove_tags(api_call_t *c)
 {
     stream_t *s = api_stream(c);
     if (s != NULL) {
-        remove_tags(c, s, cJSON_GetObjectItemCaseSensitive(c->input, "TagKeys"));
+        remove_tags(c, s, NULL, cJSON_GetObjectItemCaseSensitive(c->input, "TagKeys"));
     }
 }
 
@@ -222,10 +223,14 @@ void op_list_tags_for_stream(api_call_t *c)
     api_ok(c);
 }
 
-/* Resolves a ResourceARN to a stream; consumers are not supported yet (ResourceNotFoundException). */
-static stream_t *resource_stream(api_call_t *c)
+/* Resolves a ResourceARN to a stream (*con NULL) or to a consumer of it. */
+static stream_t *resource(api_call_t *c, consumer_t **con)
 {
     const char *arn = api_str(c, "ResourceARN");
+    *con = NULL;
+    if (strstr(arn, "/consumer/") != NULL) {
+        return api_consumer_by_arn(c, arn, con);
+    }
     const char *marker = strstr(arn, ":stream/");
     buf_t want = BUF_INIT;
     if (marker != NULL) {
@@ -249,30 +254,35 @@ static stream_t *resource_stream(api_call_t *c)
 
 void op_tag_resource(api_call_t *c)
 {
-    stream_t *s = resource_stream(c);
+    consumer_t *con;
+    stream_t *s = resource(c, &con);
     if (s != NULL) {
-        add_tags(c, s, cJSON_GetObjectItemCaseSensitive(c->input, "Tags"));
+        add_tags(c, s, con, cJSON_GetObjectItemCaseSensitive(c->input, "Tags"));
     }
 }
 
 void op_untag_resource(api_call_t *c)
 {
-    stream_t *s = resource_stream(c);
+    consumer_t *con;
+    stream_t *s = resource(c, &con);
     if (s != NULL) {
-        remove_tags(c, s, cJSON_GetObjectItemCaseSensitive(c->input, "TagKeys"));
+        remove_tags(c, s, con, cJSON_GetObjectItemCaseSensitive(c->input, "TagKeys"));
     }
 }
 
 void op_list_tags_for_resource(api_call_t *c)
 {
-    stream_t *s = resource_stream(c);
+    consumer_t *con;
+    stream_t *s = resource(c, &con);
     if (s == NULL) {
         return;
     }
+    const tag_t *tags = con != NULL ? con->tags : s->tags;
+    size_t count = con != NULL ? con->tag_count : s->tag_count;
     jsonw_key(&c->w, "Tags");
     jsonw_arr_begin(&c->w);
-    for (size_t i = 0; i < s->tag_count; i++) {
-        write_tag(c, &s->tags[i]);
+    for (size_t i = 0; i < count; i++) {
+        write_tag(c, &tags[i]);
     }
     jsonw_arr_end(&c->w);
     api_ok(c);

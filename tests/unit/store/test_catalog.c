@@ -80,9 +80,9 @@ Test(catalog, everything_survives_reopen)
     cfg.mode = STREAM_ON_DEMAND;
     cr_assert_eq(catalog_update_config(cat, s, &cfg), 0);
     tag_t more[] = {{"team", "platform"}};
-    cr_assert_eq(catalog_put_tags(cat, s, more, 1), 0);
+    cr_assert_eq(catalog_put_tags(cat, s, NULL, more, 1), 0);
     const char *gone[] = {"env"};
-    cr_assert_eq(catalog_remove_tags(cat, s, gone, 1), 0);
+    cr_assert_eq(catalog_remove_tags(cat, s, NULL, gone, 1), 0);
     cr_assert_eq(catalog_set_setting(cat, "k", "v"), 0);
     catalog_unlock(cat);
     catalog_close(cat);
@@ -106,8 +106,8 @@ Test(catalog, everything_survives_reopen)
         cr_assert_eq(s->shards[i].parent, -1);
     }
     cr_assert_eq(s->tag_count, 1);
-    cr_assert_str_eq(catalog_find_tag(s, "team")->value, "platform");
-    cr_assert_null(catalog_find_tag(s, "env"));
+    cr_assert_str_eq(catalog_find_tag(s, NULL, "team")->value, "platform");
+    cr_assert_null(catalog_find_tag(s, NULL, "env"));
     char v[8];
     cr_assert_eq(catalog_get_setting(cat, "k", v, sizeof v), 0);
     cr_assert_str_eq(v, "v");
