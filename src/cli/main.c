@@ -63,6 +63,9 @@ static void serve_usage(FILE *out)
             "                              (default 600; never below 4 open shards)\n"
             "  --subscription-seconds S    how long a SubscribeToShard subscription lasts (default 300, as\n"
             "                              on AWS)\n"
+            "  --credentials FILE          access keys (JSON, see docs/SECURITY.md): every request must then\n"
+            "                              carry a valid SigV4 signature; reloaded on SIGHUP\n"
+            "  --insecure                  accept unauthenticated requests on a non-loopback address\n"
             "  --log-level LEVEL           debug, info, warn or error (default info)\n"
             "  --config FILE               read options from FILE (\"key = value\" lines, keys as above\n"
             "                              without the dashes); flags given on the command line win\n"
@@ -92,6 +95,8 @@ enum {
     OPT_SPLIT_AFTER,
     OPT_MERGE_AFTER,
     OPT_SUBSCRIPTION,
+    OPT_CREDENTIALS,
+    OPT_INSECURE,
     OPT_CONFIG,
     OPT_HELP,
 };
@@ -117,6 +122,8 @@ static const struct option serve_options[] = {
     {"on-demand-split-after", required_argument, NULL, OPT_SPLIT_AFTER},
     {"on-demand-merge-after", required_argument, NULL, OPT_MERGE_AFTER},
     {"subscription-seconds", required_argument, NULL, OPT_SUBSCRIPTION},
+    {"credentials", required_argument, NULL, OPT_CREDENTIALS},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -199,6 +206,15 @@ static bool apply(server_config_t *cfg, int opt, const char *name, const char *v
             break;
         }
         cfg->segment_bytes = (size_t)n << 20;
+        return true;
+    case OPT_CREDENTIALS:
+        if (value[0] == '\0' || strlen(value) >= sizeof cfg->credentials_path) {
+            break;
+        }
+        snprintf(cfg->credentials_path, sizeof cfg->credentials_path, "%s", value);
+        return true;
+    case OPT_INSECURE:
+        cfg->insecure = value == NULL || strcmp(value, "true") == 0 || strcmp(value, "1") == 0 || value[0] == '\0';
         return true;
     case OPT_SUBSCRIPTION:
         if (!parse_long(value, 1, 86400, &n)) {

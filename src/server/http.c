@@ -142,6 +142,22 @@ const char *http_request_body(http_request_t *req, size_t *len)
     return r->entity.base ? r->entity.base : "";
 }
 
+size_t http_request_headers(http_request_t *req, http_header_view_t *out, size_t max)
+{
+    h2o_req_t *r = h2o_of(req);
+    for (size_t i = 0; i < r->headers.size && i < max; i++) {
+        const h2o_header_t *h = &r->headers.entries[i];
+        out[i] = (http_header_view_t){h->name->base, h->name->len, h->value.base, h->value.len};
+    }
+    return r->headers.size;
+}
+
+const char *http_request_authority(http_request_t *req, size_t *len)
+{
+    *len = h2o_of(req)->authority.len;
+    return h2o_of(req)->authority.base;
+}
+
 int http_request_version(http_request_t *req)
 {
     return h2o_of(req)->version >= 0x200 ? 2 : 1;

@@ -45,6 +45,16 @@ const char *http_request_path(http_request_t *req, size_t *len);
 /* Looks up a header by lower-case name. Returns false when absent. */
 bool http_request_header(http_request_t *req, const char *name, const char **value, size_t *len);
 const char *http_request_body(http_request_t *req, size_t *len);
+/* Every request header (names in lower case), at most max; returns how many there are in all. */
+typedef struct http_header_view {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} http_header_view_t;
+size_t http_request_headers(http_request_t *req, http_header_view_t *out, size_t max);
+/* The Host header or HTTP/2 :authority. */
+const char *http_request_authority(http_request_t *req, size_t *len);
 /* 1 for HTTP/1.x, 2 for HTTP/2. */
 int http_request_version(http_request_t *req);
 

@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "server/api/api.h"
+#include "server/auth.h"
 #include "server/cbor_json.h"
 
 #define TARGET_PREFIX "Kinesis_20131202."
@@ -119,6 +120,16 @@ void protocol_handle(http_request_t *req, void *arg)
         }
     }
     bool cbor = ctype != NULL && equals(ctype, clen, "application/x-amz-cbor-1.1");
+    if (auth_enabled(srv)) {
+        auth_principal_t who;
+        char msg[512];
+        kerr_t e = auth_check(srv, req, &who, msg, sizeof msg);
+        if (e != KERR_NONE) {
+            reply_error_as(req, e, msg, cbor);
+            return;
+        }
+        auth_principal_dispose(&who);
+    }
     if (ctype == NULL || !(cbor || equals(ctype, clen, "application/x-amz-json-1.1") || equals(ctype, clen, "application/json"))) {
         const char *auth;
         size_t alen;

@@ -13,6 +13,7 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/clock.h"
+#include "server/auth.h"
 #include "server/autoscale.h"
 #include "server/dataplane.h"
 #include "server/api/api.h"
@@ -72,6 +73,11 @@ int server_start(server_t *srv, const server_config_t *cfg)
     }
     catalog_set_drop_hook(srv->catalog, dataplane_drop_stream, srv);
     subscribe_init(srv);
+    rc = auth_init(srv, err, sizeof err);
+    if (rc != 0) {
+        log_error("%s", err);
+        goto fail;
+    }
     if (dataplane_init_keys(srv) != 0) {
         log_error("cannot create the iterator key in the catalog");
         rc = -EIO;
@@ -157,7 +163,7 @@ void server_run(server_t *srv)
             continue;
         }
         if (sig == SIGHUP) {
-            log_info("SIGHUP: nothing to reload yet");
+            auth_reload(srv);
             continue;
         }
         log_info("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -177,6 +183,7 @@ void server_stop(server_t *srv)
         dataplane_detach_all(srv);
     }
     subscribe_dispose(srv);
+    auth_dispose(srv);
     if (srv->engine != NULL) {
         srv->engine->ops->close(srv->engine);
         srv->engine = NULL;

@@ -34,6 +34,8 @@ typedef struct server_config {
     int on_demand_split_after_s; /* see autoscale.h */
     int on_demand_merge_after_s;
     int64_t subscription_ms;     /* SubscribeToShard lifetime */
+    char credentials_path[4096]; /* --credentials: access keys (empty: authentication off) */
+    bool insecure;               /* allow a non-loopback address without credentials */
 } server_config_t;
 
 typedef struct server {
@@ -46,6 +48,7 @@ typedef struct server {
     atomic_bool ready;
     int64_t autoscale_tick_ms; /* the autoscaler's last tick (housekeeping thread) */
     struct fanout *fanout;     /* SubscribeToShard subscriptions (api/subscribe.c) */
+    struct auth *auth;         /* request authentication (auth.c) */
 } server_t;
 
 /* Fills cfg with the documented defaults. */
