@@ -66,6 +66,10 @@ static void serve_usage(FILE *out)
             "  --credentials FILE          access keys (JSON, see docs/SECURITY.md): every request must then\n"
             "                              carry a valid SigV4 signature; reloaded on SIGHUP\n"
             "  --insecure                  accept unauthenticated requests on a non-loopback address\n"
+            "  --tls-cert FILE, --tls-key FILE\n"
+            "                              also serve HTTPS (TLS 1.2+, ALPN h2 and http/1.1) with this PEM\n"
+            "                              certificate chain and key; `eddy cert` makes a local CA and both\n"
+            "  --tls-port N                the HTTPS port (default 4568; 0 picks a free one)\n"
             "  --log-level LEVEL           debug, info, warn or error (default info)\n"
             "  --config FILE               read options from FILE (\"key = value\" lines, keys as above\n"
             "                              without the dashes); flags given on the command line win\n"
@@ -97,6 +101,9 @@ enum {
     OPT_SUBSCRIPTION,
     OPT_CREDENTIALS,
     OPT_INSECURE,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_PORT,
     OPT_CONFIG,
     OPT_HELP,
 };
@@ -124,6 +131,9 @@ static const struct option serve_options[] = {
     {"subscription-seconds", required_argument, NULL, OPT_SUBSCRIPTION},
     {"credentials", required_argument, NULL, OPT_CREDENTIALS},
     {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-port", required_argument, NULL, OPT_TLS_PORT},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -212,6 +222,21 @@ static bool apply(server_config_t *cfg, int opt, const char *name, const char *v
             break;
         }
         snprintf(cfg->credentials_path, sizeof cfg->credentials_path, "%s", value);
+        return true;
+    case OPT_TLS_CERT:
+    case OPT_TLS_KEY: {
+        char *dst = opt == OPT_TLS_CERT ? cfg->tls_cert : cfg->tls_key;
+        if (value[0] == '\0' || strlen(value) >= sizeof cfg->tls_cert) {
+            break;
+        }
+        snprintf(dst, sizeof cfg->tls_cert, "%s", value);
+        return true;
+    }
+    case OPT_TLS_PORT:
+        if (!parse_long(value, 0, 65535, &n)) {
+            break;
+        }
+        cfg->tls_port = (int)n;
         return true;
     case OPT_INSECURE:
         cfg->insecure = value == NULL || strcmp(value, "true") == 0 || strcmp(value, "1") == 0 || value[0] == '\0';

@@ -34,6 +34,9 @@ typedef struct loop_thread {
     h2o_accept_ctx_t accept_ctx;
     int listen_fd;
     h2o_socket_t *listener;
+    h2o_accept_ctx_t tls_accept_ctx; /* the HTTPS listener's, when TLS is on */
+    int tls_listen_fd;               /* -1 without TLS */
+    h2o_socket_t *tls_listener;
     h2o_multithread_queue_t *queue;
     h2o_multithread_receiver_t stop_receiver;
     h2o_multithread_receiver_t later_receiver;
@@ -51,7 +54,9 @@ typedef struct handler {
 struct http_server {
     http_config_t cfg;
     h2o_globalconf_t config;
+    SSL_CTX *ssl_ctx; /* NULL without TLS */
     int fd;
+    int tls_fd;
     int nthreads;
     loop_thread_t *threads;
     pthread_mutex_t ready_lock;
@@ -397,13 +402,22 @@ void http_guard_cancel(http_guard_t *guard)
  * contend with it for the cores.) */
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
-    loop_thread_t *t = listener->data;
+    h2o_accept_ctx_t *actx = listener->data; /* the plain or the TLS one */
     if (err != NULL) {
         return;
     }
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
     if (sock != NULL) {
-        h2o_accept(&t->accept_ctx, sock);
+        h2o_accept(actx, sock);
+    }
+}
+
+static void close_listener(h2o_socket_t **listener)
+{
+    if (*listener != NULL) {
+        h2o_socket_read_stop(*listener);
+        h2o_socket_close(*listener);
+        *listener = NULL;
     }
 }
 
@@ -418,11 +432,8 @@ static void on_stop_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t
     }
     t->stopping = true;
     t->stop_deadline_ms = clock_monotonic_ms() + (int64_t)t->srv->grace_ms;
-    if (t->listener != NULL) {
-        h2o_socket_read_stop(t->listener);
-        h2o_socket_close(t->listener);
-        t->listener = NULL;
-    }
+    close_listener(&t->listener);
+    close_listener(&t->tls_listener);
     h2o_context_request_shutdown(&t->ctx);
 }
 
@@ -432,14 +443,14 @@ static bool loop_idle(loop_thread_t *t)
     return t->inflight == 0;
 }
 
-static int open_listener(const http_config_t *cfg, int *bound_port, char *errmsg, size_t errmsg_len)
+static int open_listener(const http_config_t *cfg, int port_number, int *bound_port, char *errmsg, size_t errmsg_len)
 {
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     char port[16];
-    snprintf(port, sizeof port, "%d", cfg->port);
+    snprintf(port, sizeof port, "%d", port_number);
     int rc = getaddrinfo(cfg->host, port, &hints, &res);
     if (rc != 0) {
         snprintf(errmsg, errmsg_len, "cannot resolve %s: %s", cfg->host, gai_strerror(rc));
@@ -457,7 +468,7 @@ static int open_listener(const http_config_t *cfg, int *bound_port, char *errmsg
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
         rc = -errno;
-        snprintf(errmsg, errmsg_len, "cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(errno));
+        snprintf(errmsg, errmsg_len, "cannot listen on %s:%d: %s", cfg->host, port_number, strerror(errno));
         close(fd);
         freeaddrinfo(res);
         return rc;
@@ -487,8 +498,15 @@ static void *loop_main(void *arg)
     h2o_multithread_register_receiver(t->queue, &t->stop_receiver, on_stop_message);
     h2o_multithread_register_receiver(t->queue, &t->later_receiver, on_later_messages);
     t->listener = h2o_evloop_socket_create(t->ctx.loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
-    t->listener->data = t;
+    t->listener->data = &t->accept_ctx;
     h2o_socket_read_start(t->listener, on_accept);
+    if (t->tls_listen_fd >= 0) {
+        t->tls_accept_ctx = t->accept_ctx;
+        t->tls_accept_ctx.ssl_ctx = srv->ssl_ctx;
+        t->tls_listener = h2o_evloop_socket_create(t->ctx.loop, t->tls_listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+        t->tls_listener->data = &t->tls_accept_ctx;
+        h2o_socket_read_start(t->tls_listener, on_accept);
+    }
 
     pthread_mutex_lock(&srv->ready_lock);
     srv->ready++;
@@ -505,12 +523,53 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_port, char *errmsg,
-                      size_t errmsg_len)
+/* The HTTPS context: the certificate chain and key, TLS 1.2 or later, ALPN h2 then http/1.1. */
+static SSL_CTX *tls_context(const http_config_t *cfg, char *errmsg, size_t errmsg_len)
 {
-    int fd = open_listener(cfg, bound_port, errmsg, errmsg_len);
+    static const h2o_iovec_t alpn[] = {{H2O_STRLIT("h2")}, {H2O_STRLIT("http/1.1")}, {NULL, 0}};
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        snprintf(errmsg, errmsg_len, "cannot create a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+        snprintf(errmsg, errmsg_len, "cannot load the TLS certificate %s (PEM expected)", cfg->tls_cert);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(errmsg, errmsg_len, "cannot load the TLS key %s, or it does not match the certificate %s",
+                 cfg->tls_key, cfg->tls_cert);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    h2o_ssl_register_alpn_protocols(ctx, alpn);
+    return ctx;
+}
+
+int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_port, int *bound_tls_port,
+                      char *errmsg, size_t errmsg_len)
+{
+    bool tls = cfg->tls_cert != NULL && cfg->tls_key != NULL;
+    SSL_CTX *ssl_ctx = NULL;
+    if (tls && (ssl_ctx = tls_context(cfg, errmsg, errmsg_len)) == NULL) {
+        return -EINVAL;
+    }
+    int fd = open_listener(cfg, cfg->port, bound_port, errmsg, errmsg_len);
     if (fd < 0) {
+        SSL_CTX_free(ssl_ctx);
         return fd;
+    }
+    int tls_fd = -1;
+    if (tls) {
+        tls_fd = open_listener(cfg, cfg->tls_port, bound_tls_port, errmsg, errmsg_len);
+        if (tls_fd < 0) {
+            close(fd);
+            SSL_CTX_free(ssl_ctx);
+            return tls_fd;
+        }
     }
     http_server_t *srv = calloc(1, sizeof *srv);
     if (srv == NULL) {
@@ -519,6 +578,8 @@ int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_
     }
     srv->cfg = *cfg;
     srv->fd = fd;
+    srv->tls_fd = tls_fd;
+    srv->ssl_ctx = ssl_ctx;
     srv->nthreads = cfg->threads > 0 ? cfg->threads : 1;
     pthread_mutex_init(&srv->ready_lock, NULL);
     pthread_cond_init(&srv->ready_cond, NULL);
@@ -547,7 +608,8 @@ int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_
         t->srv = srv;
         /* each loop owns a descriptor of its own on the shared socket: closing one leaves the others */
         t->listen_fd = i == 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (t->listen_fd < 0) {
+        t->tls_listen_fd = tls_fd < 0 ? -1 : i == 0 ? tls_fd : fcntl(tls_fd, F_DUPFD_CLOEXEC, 0);
+        if (t->listen_fd < 0 || (tls_fd >= 0 && t->tls_listen_fd < 0)) {
             abort();
         }
         if (pthread_create(&t->tid, NULL, loop_main, t) != 0) {

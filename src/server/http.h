@@ -28,14 +28,18 @@ typedef struct http_config {
     size_t max_body;             /* larger request bodies get 413 */
     uint64_t header_timeout_ms;  /* HTTP/1 request (headers + body) timeout */
     uint64_t idle_timeout_ms;    /* HTTP/2 idle timeout */
+    const char *tls_cert;        /* PEM certificate chain; with tls_key, also serve HTTPS on tls_port */
+    const char *tls_key;         /* PEM private key */
+    int tls_port;                /* 0 picks a free port */
     http_handler_fn handler;     /* called for every request */
     void *handler_arg;           /* borrowed, passed to handler */
 } http_config_t;
 
-/* Binds and starts serving. On success *out is the server and *bound_port the port in use.
- * Returns 0 or -errno (errmsg filled). */
-int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_port, char *errmsg,
-                      size_t errmsg_len);
+/* Binds and starts serving. On success *out is the server and *bound_port the port in use (and
+ * *bound_tls_port the HTTPS port, when TLS is configured; may be NULL otherwise).
+ * Returns 0 or -errno (errmsg filled). HTTPS: TLS 1.2 or later, ALPN h2 and http/1.1. */
+int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_port, int *bound_tls_port,
+                      char *errmsg, size_t errmsg_len);
 /* Stops accepting, lets in-flight requests finish (up to grace_ms), joins the threads, frees. */
 void http_server_stop(http_server_t *srv, uint64_t grace_ms);
 

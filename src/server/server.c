@@ -41,6 +41,7 @@ void server_config_defaults(server_config_t *cfg)
     cfg->on_demand_split_after_s = 5;
     cfg->on_demand_merge_after_s = 600;
     cfg->subscription_ms = 5 * 60 * 1000;
+    cfg->tls_port = 4568;
 }
 
 
@@ -108,10 +109,18 @@ int server_start(server_t *srv, const server_config_t *cfg)
         .max_body = cfg->max_body,
         .header_timeout_ms = cfg->header_timeout_ms,
         .idle_timeout_ms = cfg->idle_timeout_ms,
+        .tls_cert = cfg->tls_cert[0] ? cfg->tls_cert : NULL,
+        .tls_key = cfg->tls_key[0] ? cfg->tls_key : NULL,
+        .tls_port = cfg->tls_port,
         .handler = protocol_handle,
         .handler_arg = srv,
     };
-    rc = http_server_start(&hc, &srv->http, &srv->port, err, sizeof err);
+    if ((cfg->tls_cert[0] != '\0') != (cfg->tls_key[0] != '\0')) {
+        log_error("--tls-cert and --tls-key go together");
+        rc = -EINVAL;
+        goto fail;
+    }
+    rc = http_server_start(&hc, &srv->http, &srv->port, &srv->tls_port, err, sizeof err);
     if (rc != 0) {
         log_error("%s", err);
         goto fail;
@@ -120,6 +129,9 @@ int server_start(server_t *srv, const server_config_t *cfg)
     const char *host = cfg->host;
     bool v6 = strchr(host, ':') != NULL;
     fprintf(stderr, "eddy listening on http://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", srv->port);
+    if (srv->tls_port != 0) {
+        fprintf(stderr, "eddy listening on https://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", srv->tls_port);
+    }
     log_info("data in %s, durability %s, %d event-loop thread%s, account %s, region %s, shard limits %s",
              cfg->data_dir, durability_name(cfg->durability), threads, threads == 1 ? "" : "s", cfg->account_id,
              cfg->region, cfg->shard_limits ? "on" : "off");

@@ -36,6 +36,9 @@ typedef struct server_config {
     int64_t subscription_ms;     /* SubscribeToShard lifetime */
     char credentials_path[4096]; /* --credentials: access keys (empty: authentication off) */
     bool insecure;               /* allow a non-loopback address without credentials */
+    char tls_cert[4096];         /* --tls-cert / --tls-key: also serve HTTPS on tls_port */
+    char tls_key[4096];
+    int tls_port;
 } server_config_t;
 
 typedef struct server {
@@ -45,6 +48,7 @@ typedef struct server {
     http_server_t *http;
     unsigned char iterator_key[32];
     int port; /* bound port */
+    int tls_port; /* bound HTTPS port (0 without TLS) */
     atomic_bool ready;
     int64_t autoscale_tick_ms; /* the autoscaler's last tick (housekeeping thread) */
     struct fanout *fanout;     /* SubscribeToShard subscriptions (api/subscribe.c) */
