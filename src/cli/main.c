@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cert.h"
 #include "common/log.h"
 #include "server/server.h"
 
@@ -24,6 +25,7 @@ static void usage(FILE *out)
                  "usage: eddy <command> [options]\n\n"
                  "commands:\n"
                  "  serve     run the server (eddy serve --help for its options)\n"
+                 "  cert      create a local CA and a server certificate for TLS (eddy cert --help)\n"
                  "  version   print the version\n"
                  "  help      print this help\n",
             EDDY_VERSION);
@@ -409,6 +411,9 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "cert") == 0) {
+        return cert_main(argc - 1, argv + 1);
+    }
     if (strcmp(cmd, "serve") == 0) {
         return cmd_serve(argc - 1, argv + 1);
     }
