@@ -11,6 +11,10 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include <cjson/cJSON.h>
+
+#include "server/dataplane.h"
+#include "server/policy.h"
 #include "server/sigv4.h"
 
 #define AUTH_HEADERS_MAX 128
@@ -18,6 +22,7 @@
 struct auth {
     pthread_mutex_t lock; /* guards set (swapped on reload) */
     credentials_t *set;   /* NULL: authentication off */
+    policy_t *allow_all;  /* the identity policy of keys that have none */
 };
 
 static bool loopback(const char *host)
@@ -44,6 +49,12 @@ int auth_init(server_t *srv, char *err, size_t errlen)
     }
     pthread_mutex_init(&a->lock, NULL);
     srv->auth = a;
+    static const char allow_all[] = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\","
+                                    "\"Action\":\"*\",\"Resource\":\"*\"}]}";
+    char why[POLICY_ERR_MAX];
+    if (policy_parse(POLICY_IDENTITY, allow_all, strlen(allow_all), &a->allow_all, why, sizeof why) != 0) {
+        abort();
+    }
     if (srv->cfg.credentials_path[0] != '\0') {
         a->set = credentials_load(srv->cfg.credentials_path, srv->cfg.account_id, err, errlen);
         if (a->set == NULL) {
@@ -94,6 +105,7 @@ void auth_dispose(server_t *srv)
         return;
     }
     credentials_unref(a->set);
+    policy_free(a->allow_all);
     pthread_mutex_destroy(&a->lock);
     free(a);
     srv->auth = NULL;
@@ -200,4 +212,136 @@ void auth_principal_dispose(auth_principal_t *who)
     credentials_unref(who->set);
     who->set = NULL;
     who->key = NULL;
+}
+
+/* ---- authorization ---- */
+
+bool auth_needs_authorization(server_t *srv, const auth_principal_t *who)
+{
+    return who->key != NULL && (who->key->npolicies > 0 || catalog_policy_count(srv->catalog) > 0);
+}
+
+static const char *member(const cJSON *input, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(input, name);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* The request's resource ARN into out ("*" when it names none). */
+static void request_resource(server_t *srv, const char *op, const cJSON *input, buf_t *out)
+{
+    const char *arn = member(input, "ConsumerARN");
+    if (arn == NULL) {
+        arn = member(input, "ResourceARN");
+    }
+    if (arn == NULL) {
+        arn = member(input, "StreamARN");
+    }
+    if (arn != NULL) {
+        buf_puts(out, arn);
+        return;
+    }
+    const char *name = member(input, "StreamName");
+    iterator_pos_t pos;
+    const char *token = member(input, "ShardIterator");
+    if (name == NULL && token != NULL && strcmp(op, "GetRecords") == 0 &&
+        iterator_decode(srv, token, strlen(token), INT64_MIN / 2, &pos) != ITERATOR_INVALID) {
+        name = pos.stream;
+        buf_printf(out, "arn:aws:kinesis:%s:%s:stream/%s", srv->cfg.region, srv->cfg.account_id, name);
+        return;
+    }
+    if (name != NULL) {
+        buf_printf(out, "arn:aws:kinesis:%s:%s:stream/%s", srv->cfg.region, srv->cfg.account_id, name);
+        return;
+    }
+    buf_puts(out, "*");
+}
+
+/* A copy of the resource policy of the stream or consumer an ARN of this server names, or NULL. */
+static char *resource_policy(server_t *srv, const char *arn)
+{
+    buf_t prefix = BUF_INIT;
+    buf_printf(&prefix, "arn:aws:kinesis:%s:%s:stream/", srv->cfg.region, srv->cfg.account_id);
+    if (strncmp(arn, prefix.data, prefix.len) != 0) {
+        buf_dispose(&prefix);
+        return NULL;
+    }
+    char name[STREAM_NAME_MAX + CONSUMER_NAME_MAX + 32];
+    snprintf(name, sizeof name, "%s", arn + prefix.len);
+    buf_dispose(&prefix);
+    char *consumer = strstr(name, "/consumer/");
+    if (consumer != NULL) {
+        *consumer = '\0';
+        consumer += strlen("/consumer/");
+        char *colon = strrchr(consumer, ':');
+        if (colon != NULL) {
+            *colon = '\0';
+        }
+    }
+    char *copy = NULL;
+    catalog_rdlock(srv->catalog);
+    stream_t *s = catalog_find(srv->catalog, name);
+    if (s != NULL) {
+        consumer_t *con = consumer != NULL ? catalog_find_consumer(s, consumer) : NULL;
+        const char *doc = consumer != NULL ? (con != NULL ? con->policy : NULL) : s->policy;
+        if (doc != NULL) {
+            copy = strdup(doc);
+        }
+    }
+    catalog_unlock(srv->catalog);
+    return copy;
+}
+
+kerr_t auth_authorize(server_t *srv, const auth_principal_t *who, const char *op, const cJSON *input,
+                      bool secure_transport, char *msg, size_t msglen)
+{
+    if (!auth_needs_authorization(srv, who)) {
+        return KERR_NONE;
+    }
+    buf_t resource = BUF_INIT, principal = BUF_INIT, action = BUF_INIT;
+    request_resource(srv, op, input, &resource);
+    buf_printf(&principal, "arn:aws:iam::%s:user/%s", who->key->account_id, who->key->key_id);
+    buf_printf(&action, "kinesis:%s", op);
+    policy_t *resource_pol = NULL;
+    char *doc = strcmp(buf_cstr(&resource), "*") != 0 ? resource_policy(srv, buf_cstr(&resource)) : NULL;
+    if (doc != NULL) {
+        char why[POLICY_ERR_MAX];
+        if (policy_parse(POLICY_RESOURCE, doc, strlen(doc), &resource_pol, why, sizeof why) != 0) {
+            log_warn("the resource policy of %s no longer parses: %s", buf_cstr(&resource), why);
+        }
+        free(doc);
+    }
+    const policy_t *allow_all = srv->auth->allow_all;
+    const policy_t *const *identity = who->key->npolicies > 0 ? (const policy_t *const *)who->key->compiled : &allow_all;
+    size_t nidentity = who->key->npolicies > 0 ? who->key->npolicies : 1;
+    policy_request_t req = {
+        .account_id = who->key->account_id,
+        .principal_arn = buf_cstr(&principal),
+        .action = buf_cstr(&action),
+        .resource = buf_cstr(&resource),
+        .source_ip = NULL,
+        .secure_transport = secure_transport,
+    };
+    policy_reason_t reason = {0};
+    policy_decision_t d = policy_evaluate(identity, nidentity, resource_pol, &req, &reason);
+    kerr_t e = KERR_NONE;
+    if (d != POLICY_ALLOW) {
+        if (d == POLICY_DENY_EXPLICIT) {
+            snprintf(msg, msglen, "User: %s is not authorized to perform: %s on resource: %s with an explicit deny in a%s policy",
+                     req.principal_arn, req.action, req.resource,
+                     reason.policy != NULL && policy_kind(reason.policy) == POLICY_RESOURCE ? " resource-based"
+                                                                                           : "n identity-based");
+        } else {
+            snprintf(msg, msglen,
+                     "User: %s is not authorized to perform: %s on resource: %s because no identity-based policy "
+                     "allows the %s action",
+                     req.principal_arn, req.action, req.resource, req.action);
+        }
+        e = KERR_ACCESS_DENIED;
+    }
+    policy_free(resource_pol);
+    buf_dispose(&resource);
+    buf_dispose(&principal);
+    buf_dispose(&action);
+    return e;
 }

@@ -12,6 +12,8 @@
 
 #include <stdbool.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/kinesis_errors.h"
 #include "server/credentials.h"
 #include "server/http.h"
@@ -36,5 +38,14 @@ bool auth_enabled(const server_t *srv);
  * @thread loop */
 kerr_t auth_check(server_t *srv, http_request_t *req, auth_principal_t *who, char *msg, size_t msglen);
 void auth_principal_dispose(auth_principal_t *who);
+
+/* Authorization (after authentication and validation; input is the request object). The key's identity
+ * policies (none: the key may do anything) and the resource policy of the stream or consumer the request
+ * names are evaluated together (policy.h): an explicit Deny wins, then any Allow. The request's resource is
+ * its ConsumerARN, ResourceARN, StreamARN or StreamName (GetRecords: the stream of its iterator), else "*".
+ * Returns KERR_NONE or KERR_ACCESS_DENIED with AWS's message. Takes the catalog read lock itself. */
+bool auth_needs_authorization(server_t *srv, const auth_principal_t *who);
+kerr_t auth_authorize(server_t *srv, const auth_principal_t *who, const char *op, const cJSON *input,
+                      bool secure_transport, char *msg, size_t msglen);
 
 #endif

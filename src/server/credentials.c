@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "server/policy.h"
 #include "server/sigv4.h"
 
 #define CREDENTIALS_FILE_MAX (4u << 20)
@@ -36,8 +37,12 @@ static void free_key(credential_t *k)
     free(k->session_token);
     for (size_t i = 0; i < k->npolicies; i++) {
         free(k->policies[i]);
+        if (k->compiled != NULL) {
+            policy_free(k->compiled[i]);
+        }
     }
     free(k->policies);
+    free(k->compiled);
 }
 
 static void free_all(credentials_t *c)
@@ -133,6 +138,11 @@ credentials_t *credentials_parse(const char *text, size_t len, const char *defau
         if (out->policies == NULL) {
             abort();
         }
+        out->compiled = calloc(np ? np : 1, sizeof *out->compiled);
+        if (out->compiled == NULL) {
+            abort();
+        }
+        c->count++; /* from here on free_all releases this key */
         const cJSON *p;
         cJSON_ArrayForEach(p, policies)
         {
@@ -140,9 +150,16 @@ credentials_t *credentials_parse(const char *text, size_t len, const char *defau
             if (doc == NULL) {
                 abort();
             }
-            out->policies[out->npolicies++] = doc;
+            char why[POLICY_ERR_MAX];
+            policy_t *compiled = NULL;
+            if (policy_parse(POLICY_IDENTITY, doc, strlen(doc), &compiled, why, sizeof why) != 0) {
+                snprintf(err, errlen, "key %s: policy %zu: %s", id, out->npolicies + 1, why);
+                free(doc);
+                goto fail;
+            }
+            out->policies[out->npolicies] = doc;
+            out->compiled[out->npolicies++] = compiled;
         }
-        c->count++;
         i++;
     }
     qsort(c->keys, c->count, sizeof *c->keys, key_cmp);

@@ -35,6 +35,7 @@ typedef struct credential {
     char account_id[13];
     int64_t expires_ms; /* 0: never */
     char **policies;     /* identity policy documents (JSON text), as written in the file */
+    struct policy **compiled; /* the same, parsed (policy.h) */
     size_t npolicies;
 } credential_t;
 

@@ -163,6 +163,11 @@ const char *http_request_authority(http_request_t *req, size_t *len)
     return h2o_of(req)->authority.base;
 }
 
+bool http_request_is_tls(http_request_t *req)
+{
+    return h2o_of(req)->scheme == &H2O_URL_SCHEME_HTTPS;
+}
+
 int http_request_version(http_request_t *req)
 {
     return h2o_of(req)->version >= 0x200 ? 2 : 1;

@@ -59,6 +59,8 @@ typedef struct http_header_view {
 size_t http_request_headers(http_request_t *req, http_header_view_t *out, size_t max);
 /* The Host header or HTTP/2 :authority. */
 const char *http_request_authority(http_request_t *req, size_t *len);
+/* Whether the request came over TLS. */
+bool http_request_is_tls(http_request_t *req);
 /* 1 for HTTP/1.x, 2 for HTTP/2. */
 int http_request_version(http_request_t *req);
 

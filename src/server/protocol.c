@@ -85,6 +85,9 @@ static void health(http_request_t *req, server_t *srv, bool ready_check)
     http_reply_text(req, 200, "application/json", ready_check ? "{\"status\":\"ready\"}" : "{\"status\":\"live\"}");
 }
 
+static void handle_api(server_t *srv, http_request_t *req, const auth_principal_t *who, bool cbor, const char *ctype,
+                       size_t clen);
+
 void protocol_handle(http_request_t *req, void *arg)
 {
     server_t *srv = arg;
@@ -110,8 +113,8 @@ void protocol_handle(http_request_t *req, void *arg)
         return;
     }
 
-    const char *ctype = NULL, *target = NULL;
-    size_t clen = 0, tlen = 0;
+    const char *ctype = NULL;
+    size_t clen = 0;
     http_request_header(req, "content-type", &ctype, &clen);
     if (ctype != NULL) {
         const char *semi = memchr(ctype, ';', clen);
@@ -120,16 +123,25 @@ void protocol_handle(http_request_t *req, void *arg)
         }
     }
     bool cbor = ctype != NULL && equals(ctype, clen, "application/x-amz-cbor-1.1");
+    auth_principal_t who = {0};
     if (auth_enabled(srv)) {
-        auth_principal_t who;
         char msg[512];
         kerr_t e = auth_check(srv, req, &who, msg, sizeof msg);
         if (e != KERR_NONE) {
             reply_error_as(req, e, msg, cbor);
             return;
         }
-        auth_principal_dispose(&who);
     }
+    /* who must be disposed of on every path below */
+    handle_api(srv, req, &who, cbor, ctype, clen);
+    auth_principal_dispose(&who);
+}
+
+static void handle_api(server_t *srv, http_request_t *req, const auth_principal_t *who, bool cbor, const char *ctype,
+                       size_t clen)
+{
+    const char *target = NULL;
+    size_t tlen = 0;
     if (ctype == NULL || !(cbor || equals(ctype, clen, "application/x-amz-json-1.1") || equals(ctype, clen, "application/json"))) {
         const char *auth;
         size_t alen;
@@ -163,7 +175,8 @@ void protocol_handle(http_request_t *req, void *arg)
     jsonw_init(&c->w, &c->out);
     jsonw_obj_begin(&c->w);
 
-    if (op->fast != NULL && !cbor) {
+    bool authorize = auth_needs_authorization(srv, who);
+    if (op->fast != NULL && !cbor && !authorize) {
         catalog_rdlock(srv->catalog);
         bool handled = op->fast(c, body, blen);
         catalog_unlock(srv->catalog);
@@ -201,6 +214,14 @@ void protocol_handle(http_request_t *req, void *arg)
     }
     buf_dispose(&msg);
     c->input = input;
+    if (authorize) {
+        char why[1024];
+        kerr_t e = auth_authorize(srv, who, op->name, input, http_request_is_tls(req), why, sizeof why);
+        if (e != KERR_NONE) {
+            api_error(c, e, "%s", why);
+            return;
+        }
+    }
 
     if (op->data_plane) {
         /* Record operations share the catalog; they may finish later (after a group commit). */

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ struct catalog {
     pthread_rwlock_t lock;
     stream_t **streams; /* sorted by name */
     size_t count, cap;
+    _Atomic size_t policies; /* resource policies in the catalog */
 };
 
 static const char schema[] =
@@ -57,6 +59,7 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS consumers(stream TEXT NOT NULL, name TEXT NOT NULL,"
     " created_ms INTEGER NOT NULL, status INTEGER NOT NULL, status_due_ms INTEGER NOT NULL,"
     " PRIMARY KEY(stream, name));"
+    "CREATE TABLE IF NOT EXISTS resource_policies(owner TEXT PRIMARY KEY, policy TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS stream_events(stream TEXT NOT NULL, kind INTEGER NOT NULL,"
     " at_ms INTEGER NOT NULL);"
     "INSERT OR IGNORE INTO settings(key, value) VALUES('schema_version', '1');";
@@ -165,8 +168,10 @@ static void free_tags(tag_t *tags, size_t count);
 static void stream_free(stream_t *s)
 {
     free_tags(s->tags, s->tag_count);
+    free(s->policy);
     for (size_t i = 0; i < s->consumer_count; i++) {
         free_tags(s->consumers[i].tags, s->consumers[i].tag_count);
+        free(s->consumers[i].policy);
     }
     free(s->shards);
     free(s->consumers);
@@ -364,6 +369,29 @@ static int load(catalog_t *cat)
         int kind = sqlite3_column_int(st, 1);
         if (s != NULL && kind >= 0 && kind < STREAM_EVENT_KINDS_) {
             memory_note_event(s, (stream_event_t)kind, sqlite3_column_int64(st, 2));
+        }
+    }
+    sqlite3_finalize(st);
+
+    st = prepare(cat, "SELECT owner, policy FROM resource_policies");
+    if (st == NULL) {
+        return -EIO;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char owner[STREAM_NAME_MAX + CONSUMER_NAME_MAX + 16];
+        snprintf(owner, sizeof owner, "%s", (const char *)sqlite3_column_text(st, 0));
+        char *slash = strstr(owner, "/consumer/");
+        const char *consumer = NULL;
+        if (slash != NULL) {
+            *slash = '\0';
+            consumer = slash + strlen("/consumer/");
+        }
+        stream_t *s = catalog_find(cat, owner);
+        consumer_t *con = s != NULL && consumer != NULL ? catalog_find_consumer(s, consumer) : NULL;
+        char **slot = con != NULL ? &con->policy : consumer == NULL && s != NULL ? &s->policy : NULL;
+        if (slot != NULL && *slot == NULL) {
+            *slot = xstrdup((const char *)sqlite3_column_text(st, 1));
+            atomic_fetch_add(&cat->policies, 1);
         }
     }
     sqlite3_finalize(st);
@@ -812,12 +840,19 @@ static int remove_consumer(catalog_t *cat, stream_t *s, consumer_t *c)
         rc = delete_rows(cat, "DELETE FROM tags WHERE stream=?", owner, NULL);
     }
     if (rc == 0) {
+        rc = delete_rows(cat, "DELETE FROM resource_policies WHERE owner=?", owner, NULL);
+    }
+    if (rc == 0) {
         rc = commit(cat);
     } else {
         rollback(cat);
     }
     if (rc == 0) {
         free_tags(c->tags, c->tag_count);
+        if (c->policy != NULL) {
+            free(c->policy);
+            atomic_fetch_sub(&cat->policies, 1);
+        }
         size_t at = (size_t)(c - s->consumers);
         memmove(c, c + 1, (s->consumer_count - at - 1) * sizeof *c);
         s->consumer_count--;
@@ -863,6 +898,39 @@ static void settle_consumers(catalog_t *cat, stream_t *s, int64_t now_ms)
             i++;
         }
     }
+}
+
+int catalog_set_policy(catalog_t *cat, stream_t *s, consumer_t *con, const char *doc)
+{
+    char owner[STREAM_NAME_MAX + CONSUMER_NAME_MAX + 16];
+    tag_owner_key(s, con, owner, sizeof owner);
+    sqlite3_stmt *st = prepare(cat, doc != NULL ? "INSERT OR REPLACE INTO resource_policies(owner, policy) VALUES(?,?)"
+                                                 : "DELETE FROM resource_policies WHERE owner=?");
+    if (st == NULL) {
+        return -EIO;
+    }
+    text(st, 1, owner);
+    if (doc != NULL) {
+        text(st, 2, doc);
+    }
+    int rc = run(cat, st);
+    if (rc != 0) {
+        return rc;
+    }
+    char **slot = con != NULL ? &con->policy : &s->policy;
+    if (*slot == NULL && doc != NULL) {
+        atomic_fetch_add(&cat->policies, 1);
+    } else if (*slot != NULL && doc == NULL) {
+        atomic_fetch_sub(&cat->policies, 1);
+    }
+    free(*slot);
+    *slot = doc != NULL ? xstrdup(doc) : NULL;
+    return 0;
+}
+
+size_t catalog_policy_count(const catalog_t *cat)
+{
+    return atomic_load(&((catalog_t *)cat)->policies);
 }
 
 int catalog_note_event(catalog_t *cat, stream_t *s, stream_event_t kind, int64_t at_ms)
@@ -974,10 +1042,16 @@ int catalog_drop_stream(catalog_t *cat, stream_t *s)
     if (rc == 0) {
         rc = delete_rows(cat, "DELETE FROM consumers WHERE stream=?", s->name, NULL);
     }
+    if (rc == 0) {
+        rc = delete_rows(cat, "DELETE FROM resource_policies WHERE owner=?", s->name, NULL);
+    }
     for (size_t i = 0; rc == 0 && i < s->consumer_count; i++) {
         char owner[STREAM_NAME_MAX + CONSUMER_NAME_MAX + 16];
         tag_owner_key(s, &s->consumers[i], owner, sizeof owner);
         rc = delete_rows(cat, "DELETE FROM tags WHERE stream=?", owner, NULL);
+        if (rc == 0) {
+            rc = delete_rows(cat, "DELETE FROM resource_policies WHERE owner=?", owner, NULL);
+        }
     }
     if (rc == 0) {
         rc = delete_rows(cat, "DELETE FROM streams WHERE name=?", s->name, NULL);
@@ -996,6 +1070,11 @@ int catalog_drop_stream(catalog_t *cat, stream_t *s)
     size_t at = lower_bound(cat, s->name);
     memmove(cat->streams + at, cat->streams + at + 1, (cat->count - at - 1) * sizeof *cat->streams);
     cat->count--;
+    size_t policies = s->policy != NULL;
+    for (size_t i = 0; i < s->consumer_count; i++) {
+        policies += s->consumers[i].policy != NULL;
+    }
+    atomic_fetch_sub(&cat->policies, policies);
     stream_free(s);
     return 0;
 }

@@ -97,6 +97,7 @@ typedef struct consumer {
     int64_t status_due_ms;     /* when CREATING becomes ACTIVE, or DELETING removes it */
     tag_t *tags;               /* sorted by key */
     size_t tag_count;
+    char *policy;              /* resource policy (JSON text) or NULL */
 } consumer_t;
 
 /* Operations AWS limits per rolling 24 hours, remembered per stream (the newest few of each kind). */
@@ -119,6 +120,7 @@ typedef struct stream {
     int64_t events[STREAM_EVENT_KINDS_][STREAM_EVENTS_KEPT]; /* epoch ms, oldest first; 0 = none */
     consumer_t *consumers; /* in registration order */
     size_t consumer_count;
+    char *policy; /* resource policy (JSON text) or NULL */
 } stream_t;
 
 typedef struct catalog catalog_t;
@@ -169,6 +171,10 @@ int catalog_add_consumer(catalog_t *cat, stream_t *s, const consumer_t *c);
 int catalog_set_consumer_status(catalog_t *cat, stream_t *s, const char *name, stream_status_t status, int64_t due_ms);
 consumer_t *catalog_find_consumer(stream_t *s, const char *name);
 /* Adds or overwrites tags. */
+/* Sets (text) or deletes (NULL) the resource policy of a stream (con NULL) or of one of its consumers. */
+int catalog_set_policy(catalog_t *cat, stream_t *s, consumer_t *con, const char *text);
+/* How many resource policies exist (thread-safe read, for a quick "none at all" check). */
+size_t catalog_policy_count(const catalog_t *cat);
 /* Tags belong to a stream (con NULL) or to one of its consumers (con, from catalog_find_consumer). */
 int catalog_put_tags(catalog_t *cat, stream_t *s, consumer_t *con, const tag_t *tags, size_t n);
 /* Removes the tags with these keys (absent keys are ignored). */

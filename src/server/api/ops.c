@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "server/api/api.h"
+#include "server/api/policies.h"
 
 /* Shared member specs. */
 #define STREAM_NAME(req) {"StreamName", VT_STRING, req, 1, 128, PAT_NAME, NULL, NULL}
@@ -279,11 +280,22 @@ static const vfield_t in_update_account_settings[] = {
     END,
 };
 
+static const vfield_t in_resource_policy[] = {
+    RESOURCE_ARN,
+    {"Policy", VT_STRING, true, 1, 20480, PAT_NONE, NULL, NULL},
+    END,
+};
+static const vfield_t in_resource_only[] = {
+    RESOURCE_ARN,
+    END,
+};
+
 /* Sorted by name (api_find_op searches it with bsearch semantics). */
 static const api_op_t ops[] = {
     {"AddTagsToStream", in_add_tags, op_add_tags},
     {"CreateStream", in_create_stream, op_create_stream},
     {"DecreaseStreamRetentionPeriod", in_retention, op_decrease_retention},
+    {"DeleteResourcePolicy", in_resource_only, op_delete_resource_policy},
     {"DeleteStream", in_delete_stream, op_delete_stream},
     {"DeregisterStreamConsumer", in_consumer, op_deregister_stream_consumer},
     {"DescribeAccountSettings", in_none, op_describe_account_settings},
@@ -294,6 +306,7 @@ static const api_op_t ops[] = {
     {"DisableEnhancedMonitoring", in_monitoring, op_disable_monitoring},
     {"EnableEnhancedMonitoring", in_monitoring, op_enable_monitoring},
     {"GetRecords", in_get_records, op_get_records, true},
+    {"GetResourcePolicy", in_resource_only, op_get_resource_policy},
     {"GetShardIterator", in_get_shard_iterator, op_get_shard_iterator, true},
     {"IncreaseStreamRetentionPeriod", in_retention, op_increase_retention},
     {"ListShards", in_list_shards, op_list_shards},
@@ -304,6 +317,7 @@ static const api_op_t ops[] = {
     {"MergeShards", in_merge_shards, op_merge_shards},
     {"PutRecord", in_put_record, op_put_record, true, op_put_record_fast},
     {"PutRecords", in_put_records, op_put_records, true, op_put_records_fast},
+    {"PutResourcePolicy", in_resource_policy, op_put_resource_policy},
     {"RegisterStreamConsumer", in_register_consumer, op_register_stream_consumer},
     {"RemoveTagsFromStream", in_remove_tags, op_remove_tags},
     {"SplitShard", in_split_shard, op_split_shard},

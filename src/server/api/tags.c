@@ -223,8 +223,7 @@ void op_list_tags_for_stream(api_call_t *c)
     api_ok(c);
 }
 
-/* Resolves a ResourceARN to a stream (*con NULL) or to a consumer of it. */
-static stream_t *resource(api_call_t *c, consumer_t **con)
+stream_t *api_resource(api_call_t *c, consumer_t **con)
 {
     const char *arn = api_str(c, "ResourceARN");
     *con = NULL;
@@ -255,7 +254,7 @@ static stream_t *resource(api_call_t *c, consumer_t **con)
 void op_tag_resource(api_call_t *c)
 {
     consumer_t *con;
-    stream_t *s = resource(c, &con);
+    stream_t *s = api_resource(c, &con);
     if (s != NULL) {
         add_tags(c, s, con, cJSON_GetObjectItemCaseSensitive(c->input, "Tags"));
     }
@@ -264,7 +263,7 @@ void op_tag_resource(api_call_t *c)
 void op_untag_resource(api_call_t *c)
 {
     consumer_t *con;
-    stream_t *s = resource(c, &con);
+    stream_t *s = api_resource(c, &con);
     if (s != NULL) {
         remove_tags(c, s, con, cJSON_GetObjectItemCaseSensitive(c->input, "TagKeys"));
     }
@@ -273,7 +272,7 @@ void op_untag_resource(api_call_t *c)
 void op_list_tags_for_resource(api_call_t *c)
 {
     consumer_t *con;
-    stream_t *s = resource(c, &con);
+    stream_t *s = api_resource(c, &con);
     if (s == NULL) {
         return;
     }

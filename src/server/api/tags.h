@@ -16,4 +16,8 @@ typedef struct tag_list {
 bool tags_from_input(api_call_t *c, const cJSON *map, tag_list_t *out);
 void tags_dispose(tag_list_t *list);
 
+/* Resolves the ResourceARN member to a stream (*con NULL) or to a consumer of it; NULL after replying
+ * ResourceNotFoundException. (Also used by the resource-policy operations.) */
+stream_t *api_resource(api_call_t *c, consumer_t **con);
+
 #endif
