@@ -327,13 +327,14 @@ static kerr_t parse_query_form(const sigv4_request_t *req, sigv4_auth_t *auth, c
     /* SignedHeaders stays a view into the raw query (percent-encoded ';' is decoded when used) */
     size_t qlen;
     const char *q = query_of(req, &qlen);
-    const char *at = q;
-    while (at != NULL && (at = strstr(at, "X-Amz-SignedHeaders=")) != NULL && at < q + qlen) {
+    static const char key[] = "X-Amz-SignedHeaders=";
+    const char *at = q, *end = q + qlen; /* the target is a view: never search past its end */
+    while (at != NULL && (at = memmem(at, (size_t)(end - at), key, strlen(key))) != NULL) {
         if (at == q || at[-1] == '&') {
-            const char *v = at + strlen("X-Amz-SignedHeaders=");
-            const char *amp = memchr(v, '&', (size_t)(q + qlen - v));
+            const char *v = at + strlen(key);
+            const char *amp = memchr(v, '&', (size_t)(end - v));
             auth->signed_headers = v;
-            auth->signed_headers_len = amp ? (size_t)(amp - v) : (size_t)(q + qlen - v);
+            auth->signed_headers_len = amp ? (size_t)(amp - v) : (size_t)(end - v);
             return KERR_NONE;
         }
         at++;
