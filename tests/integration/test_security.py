@@ -251,7 +251,9 @@ def certs(tmp_path):
 def test_https_with_a_verified_certificate(eddy_factory, certs, creds_file):
     srv = eddy_factory("--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server-key.pem"),
                        "--tls-port", "0", "--credentials", str(creds_file))
-    https = next(line.split()[-1] for line in srv.log if line.startswith("eddy listening on https://"))
+    # the https line follows the http one that start() waited for: poll for it
+    https = wait_until(lambda: next((line.split()[-1] for line in srv.log if line.startswith("eddy listening on https://")), None),
+                       message="the https listening line")
     https = https.replace("127.0.0.1", "localhost")
     kin = client(srv, endpoint=https, verify=str(certs / "ca.pem"))
     name = unique_name("tls")
