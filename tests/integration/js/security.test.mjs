@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { KinesisClient, ListStreamsCommand } from '@aws-sdk/client-kinesis';
-import { EDDY_BIN, expectAwsError, startEddy, uniqueName, withDeadline } from './helpers.mjs';
+import { EDDY_BIN, expectAwsError, pollUntil, startEddy, uniqueName, withDeadline } from './helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const KEY_ID = 'AKIDJSSECURITY';
@@ -39,8 +39,10 @@ describe('security (JS SDK)', () => {
         '--tls-port', '0',
       ],
     });
-    const m = /eddy listening on https:\/\/[^:]+:(\d+)/.exec(eddy.stderr);
-    assert.ok(m, eddy.stderr);
+    // the https line follows the http one that startEddy waited for
+    const m = await pollUntil(() => /eddy listening on https:\/\/[^:]+:(\d+)/.exec(eddy.stderr), {
+      what: 'the https listening line',
+    });
     https = `https://localhost:${m[1]}`;
   });
   after(async () => {
