@@ -1,6 +1,7 @@
 /* dataplane: shard runtime state, iterators and retention (see dataplane.h). */
 #include "server/dataplane.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -13,8 +14,45 @@
 #include "common/base64.h"
 #include "common/log.h"
 
+/* Resolves the master key new records of s go under: NULL when the stream is not encrypted. A KeyId that
+ * no longer resolves gives a key id no store holds, so that appends fail instead of storing in clear. */
+static const char *stream_master_key(server_t *srv, const stream_t *s, char id[ENGINE_KEY_ID_MAX + 1],
+                                     int *rc)
+{
+    *rc = 0;
+    if (!s->cfg.encrypted) {
+        return NULL;
+    }
+    engine_t *e = srv->engine;
+    /* never creates a key: a lost key file is not replaced behind the user's back */
+    *rc = e->ops->resolve_key(e, s->cfg.key_id, srv->cfg.region, srv->cfg.account_id, false, id);
+    if (*rc != 0) {
+        log_error("stream %s is encrypted under KeyId %s, which no master key of the key file answers to "
+                  "(%s): puts to it fail until the key is back",
+                  s->name, s->cfg.key_id, strerror(-*rc));
+        snprintf(id, ENGINE_KEY_ID_MAX + 1, "!unresolved");
+    }
+    return id;
+}
+
+int dataplane_apply_encryption(server_t *srv, stream_t *s)
+{
+    char id[ENGINE_KEY_ID_MAX + 1];
+    int rc = 0;
+    const char *key = stream_master_key(srv, s, id, &rc);
+    for (size_t i = 0; i < s->shard_count; i++) {
+        if (s->shards[i].rt != NULL) {
+            srv->engine->ops->set_encryption(srv->engine, s->shards[i].rt->storage, key);
+        }
+    }
+    return rc;
+}
+
 int dataplane_attach_stream(server_t *srv, stream_t *s)
 {
+    char id[ENGINE_KEY_ID_MAX + 1];
+    const char *key = NULL;
+    bool resolved = false;
     for (size_t i = 0; i < s->shard_count; i++) {
         shard_t *sh = &s->shards[i];
         if (sh->rt != NULL) {
@@ -29,6 +67,12 @@ int dataplane_attach_stream(server_t *srv, stream_t *s)
             free(rt);
             return rc;
         }
+        if (!resolved) {
+            int ignored;
+            key = stream_master_key(srv, s, id, &ignored);
+            resolved = true;
+        }
+        srv->engine->ops->set_encryption(srv->engine, rt->storage, key);
         pthread_mutex_init(&rt->lock, NULL);
         rt->write_bytes = SHARD_WRITE_BYTES_PER_SEC;
         rt->write_records = SHARD_WRITE_RECORDS_PER_SEC;

@@ -37,8 +37,14 @@ typedef struct shard_runtime {
     int hot_seconds, cold_seconds; /* the autoscaler's (housekeeping thread) */
 } shard_runtime_t;
 
-/* Opens the storage of every shard of s that has none yet. Requires the catalog write lock. */
+/* Opens the storage of every shard of s that has none yet (encrypting new records when the stream is
+ * encrypted). Requires the catalog write lock. */
 int dataplane_attach_stream(server_t *srv, stream_t *s);
+/* Makes the storage of every shard of s encrypt the records appended from now on under the stream's KeyId,
+ * or store them in clear, as s->cfg says (after Start/StopStreamEncryption). Requires the catalog write
+ * lock. Returns 0, or -ENOENT when the KeyId does not resolve any more (logged; puts then fail rather
+ * than store records in clear). */
+int dataplane_apply_encryption(server_t *srv, stream_t *s);
 /* The catalog drop hook: deletes the stream's records and frees the runtime state. */
 void dataplane_drop_stream(void *srv, stream_t *s);
 /* Frees the runtime state without touching data (shutdown). */

@@ -5,6 +5,9 @@
  * requests therefore share one fdatasync per shard (one costs ~150 us here, and milliseconds when the
  * disk is busy). There are SYNC_WORKERS such threads, each owning the shards that hash to it, so that
  * different shards' fdatasyncs run in parallel while one shard's are never reordered.
+ *
+ * The engine owns the key store (DATA/keys.json, keystore.h): shard logs borrow it to unwrap the data keys
+ * of their sealed records when they open and to wrap new ones.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -19,6 +22,10 @@
 
 #include "common/log.h"
 #include "store/engine.h"
+#include "store/keystore.h"
+
+_Static_assert(ENGINE_KEY_ID_MAX == KEYSTORE_ID_MAX && KEYSTORE_ID_MAX == SEG_KEY_ID_MAX,
+               "one limit on master key ids");
 
 typedef struct waiter {
     struct waiter *next;
@@ -56,6 +63,7 @@ typedef struct local_engine {
     engine_t base;
     engine_local_options_t opt;
     char data_dir[4096];
+    keystore_t *keys;
     pthread_mutex_t lock; /* guards the list of open logs */
     open_log_t logs;      /* sentinel of the list of open shards */
     sync_worker_t workers[SYNC_WORKERS];
@@ -88,7 +96,7 @@ static void shard_dir(local_engine_t *le, const char *stream, uint32_t shard, ch
 static int open_shard(engine_t *e, const char *stream, uint32_t shard, uint64_t first_index, engine_shard_t **out)
 {
     local_engine_t *le = local(e);
-    char dir[4400], err[512] = "";
+    char dir[4400], err[1024] = "";
     shard_dir(le, stream, shard, dir, sizeof dir);
     engine_shard_t *s = calloc(1, sizeof *s);
     if (s == NULL) {
@@ -198,6 +206,18 @@ static int trim(engine_t *e, engine_shard_t *s, int64_t before_ms)
 {
     (void)e;
     return shard_log_trim(s->log, before_ms);
+}
+
+static int resolve_key(engine_t *e, const char *key_ref, const char *region, const char *account, bool create,
+                       char key_id[ENGINE_KEY_ID_MAX + 1])
+{
+    return keystore_resolve(local(e)->keys, key_ref, region, account, create, key_id);
+}
+
+static int set_encryption(engine_t *e, engine_shard_t *s, const char *key_id)
+{
+    (void)e;
+    return shard_log_set_encryption(s->log, key_id);
 }
 
 /* Syncs each distinct log of the batch once and completes its waiters. */
@@ -314,6 +334,7 @@ static void engine_close(engine_t *e)
         sync_all(le);
     }
     pthread_mutex_destroy(&le->lock);
+    keystore_free(le->keys);
     free(le);
 }
 
@@ -329,6 +350,8 @@ static const engine_ops_t local_ops = {
     .bounds = bounds,
     .written_end = written_end,
     .trim = trim,
+    .resolve_key = resolve_key,
+    .set_encryption = set_encryption,
     .close = engine_close,
 };
 
@@ -354,6 +377,12 @@ engine_t *engine_local_new(const engine_local_options_t *opt, char *errmsg, size
         free(le);
         return NULL;
     }
+    snprintf(dir, sizeof dir, "%s/%s", le->data_dir, KEYSTORE_FILE);
+    if (keystore_open(dir, &le->keys, errmsg, errmsg_len) != 0) {
+        free(le);
+        return NULL;
+    }
+    le->opt.log.keys = le->keys;
     pthread_mutex_init(&le->lock, NULL);
     for (int i = 0; i < SYNC_WORKERS; i++) {
         sync_worker_t *wk = &le->workers[i];
@@ -367,6 +396,7 @@ engine_t *engine_local_new(const engine_local_options_t *opt, char *errmsg, size
             stop_workers(le);
             pthread_mutex_destroy(&le->lock);
             snprintf(errmsg, errmsg_len, "cannot start the sync threads");
+            keystore_free(le->keys);
             free(le);
             return NULL;
         }

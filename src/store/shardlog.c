@@ -2,9 +2,19 @@
  * shardlog: one shard's append-only log (see shardlog.h for the contract and segment.h for the format).
  *
  * Locks: append_lock serialises appends, rolls and the bookkeeping of syncs; segs_lock (rw) protects the
- * segment array: readers hold it shared for a whole read, rolls and trims take it exclusively. The active
- * segment is only written under append_lock. Index entries live in an array allocated once per segment and
- * are published with a release store of idx_count, so readers search them without taking append_lock.
+ * segment array and each segment's table of data keys: readers hold it shared for a whole read, rolls,
+ * trims and new data keys take it exclusively. The active segment is only written under append_lock. Index
+ * entries live in an array allocated once per segment and are published with a release store of
+ * idx_count, so readers search them without taking append_lock.
+ *
+ * Encryption (format and nonce rule in segment.h): each segment has a table of the data keys of its KEY
+ * frames (unwrapped when the segment is scanned at open, or added when the log writes a KEY frame). The
+ * writing key (wkey) seals only indexes at or above its floor, which moves past every index it sealed
+ * before the write is attempted; a log that rewinds (a failed write, a discarded sync) therefore never
+ * seals an index twice with it and makes a new data key instead. wkey is forgotten on every roll and
+ * discard, and is never one read back from disk, so a restart starts a new key too. Records are sealed
+ * only in version 2 segments: a version 1 active segment (from an older eddy) is rolled, or replaced
+ * when it is still empty, before the first sealed record.
  */
 #include "store/shardlog.h"
 
@@ -20,6 +30,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "common/fsutil.h"
 #include "common/log.h"
 
@@ -32,13 +44,25 @@ typedef struct index_entry {
     int64_t arrival_ms;
 } index_entry_t;
 
+/* A data key of a segment (the KEY frame at offset). */
+typedef struct seg_key {
+    uint32_t serial;
+    uint64_t offset;
+    aead_key_t *key;
+} seg_key_t;
+
 typedef struct segment {
     uint64_t first_index;
+    int version;                /* of the header: 1 (frames in clear only) or 2 */
     _Atomic uint64_t end_index; /* one past the last written record */
     uint64_t size;              /* bytes written (append_lock) */
     uint64_t synced_size;       /* bytes known durable (append_lock) */
     _Atomic int64_t last_arrival_ms;
     int fd;
+    int retired_fd;             /* the fd of the file an empty segment's replacement took the place of */
+    seg_key_t *keys;            /* segs_lock */
+    size_t nkeys, keys_cap;
+    uint32_t next_serial;       /* append_lock */
     index_entry_t *idx;
     size_t idx_cap;
     _Atomic size_t idx_count;
@@ -60,6 +84,14 @@ struct shard_log {
     _Atomic int64_t visible_arrival; /* arrival of the last visible record */
     uint64_t generation;     /* discards so far (append_lock) */
     bool truncate_pending;   /* a failed append's cleanup failed; retry before the next append */
+    char master[SEG_KEY_ID_MAX + 1]; /* append_lock: master key for new records; "" = in clear */
+    struct {
+        segment_t *seg;      /* NULL: none (the next sealed append writes a KEY frame) */
+        aead_key_t *key;     /* owned by seg->keys */
+        uint32_t serial;
+        uint64_t floor;      /* the lowest index this key may still seal */
+        char master[SEG_KEY_ID_MAX + 1];
+    } wkey;                  /* append_lock */
     _Atomic int refs;
 };
 
@@ -69,6 +101,7 @@ void shard_log_default_options(shard_log_options_t *opt)
     opt->segment_bytes = 64u << 20;
     opt->index_interval = 16u << 10;
     opt->visible_after_sync = true;
+    opt->keys = NULL;
 }
 
 static void *xcalloc(size_t n, size_t size)
@@ -92,8 +125,10 @@ static segment_t *segment_new(const shard_log_t *log, uint64_t first_index, int 
 {
     segment_t *seg = xcalloc(1, sizeof *seg);
     seg->first_index = first_index;
+    seg->version = 2;
     atomic_init(&seg->end_index, first_index);
     seg->fd = fd;
+    seg->retired_fd = -1;
     seg->idx_cap = (log->opt.segment_bytes + MAX_BATCH_OVERSHOOT) / log->opt.index_interval + 4;
     seg->idx = xcalloc(seg->idx_cap, sizeof *seg->idx);
     atomic_init(&seg->idx_count, 0);
@@ -106,8 +141,44 @@ static void segment_free(const shard_log_t *log, segment_t *seg)
     if (seg->fd >= 0) {
         log->opt.io->close(seg->fd);
     }
+    if (seg->retired_fd >= 0) {
+        log->opt.io->close(seg->retired_fd);
+    }
+    for (size_t i = 0; i < seg->nkeys; i++) {
+        aead_key_free(seg->keys[i].key);
+    }
+    free(seg->keys);
     free(seg->idx);
     free(seg);
+}
+
+/* The data key with this serial in seg (segs_lock held, or during open). */
+static const aead_key_t *find_seg_key(const segment_t *seg, uint32_t serial)
+{
+    for (size_t i = seg->nkeys; i > 0; i--) {
+        if (seg->keys[i - 1].serial == serial) {
+            return seg->keys[i - 1].key;
+        }
+    }
+    return NULL;
+}
+
+/* Adds a data key to seg's table (segs_lock held exclusively, or during open); keeps key. */
+static void push_seg_key(segment_t *seg, uint32_t serial, uint64_t offset, aead_key_t *key)
+{
+    if (seg->nkeys == seg->keys_cap) {
+        size_t cap = seg->keys_cap ? seg->keys_cap * 2 : 4;
+        seg_key_t *p = realloc(seg->keys, cap * sizeof *p);
+        if (p == NULL) {
+            abort();
+        }
+        seg->keys = p;
+        seg->keys_cap = cap;
+    }
+    seg->keys[seg->nkeys++] = (seg_key_t){serial, offset, key};
+    if (serial >= seg->next_serial) {
+        seg->next_serial = serial + 1;
+    }
 }
 
 /* Adds a sparse index entry for a frame at offset (append_lock, or during open). */
@@ -222,10 +293,62 @@ static void quarantine(shard_log_t *log, uint64_t first_index)
     log_error("shard log %s: segment %s is damaged; moved to %s", log->dir, from, to);
 }
 
-/* Scans seg's frames from the header on, building its index. Returns the offset of the end of the last
- * valid frame; *status is the reason the scan stopped (SEG_INCOMPLETE at a clean end of file). */
-static int scan_segment(shard_log_t *log, segment_t *seg, uint64_t file_size, int64_t previous_arrival,
-                        uint64_t *valid_end, seg_status_t *status)
+/* Unwraps the data key of a KEY frame found at offset by the scan of seg and adds it to seg's table.
+ * Returns 0, or -ENOKEY / -EBADMSG / -EIO with errmsg naming the master key. */
+static int load_key(shard_log_t *log, segment_t *seg, const seg_record_t *rec, uint64_t offset,
+                    const char *path, char *errmsg, size_t errmsg_len)
+{
+    char id[SEG_KEY_ID_MAX + 1];
+    memcpy(id, rec->pk, rec->pk_len);
+    id[rec->pk_len] = '\0';
+    keystore_t *ks = log->opt.keys;
+    if (ks == NULL || !keystore_has(ks, id)) {
+        snprintf(errmsg, errmsg_len,
+                 "%s holds records encrypted under master key %s, which the key file %s does not hold: "
+                 "restore the key file from its backup",
+                 path, id, ks != NULL ? keystore_path(ks) : "(none)");
+        return -ENOKEY;
+    }
+    const unsigned char *aad, *nonce, *wrapped, *tag;
+    size_t aad_len;
+    seg_key_frame_parts(rec, &aad, &aad_len, &nonce, &wrapped, &tag);
+    unsigned char dk[AEAD_KEY_BYTES];
+    int rc = keystore_unwrap(ks, id, nonce, wrapped, tag, aad, aad_len, dk);
+    if (rc != 0) {
+        snprintf(errmsg, errmsg_len,
+                 "%s: master key %s of the key file %s does not unwrap the data key at offset %" PRIu64
+                 " (%s): the key file holds a different key under that id, or the segment was altered",
+                 path, id, keystore_path(ks), offset,
+                 rc == -EBADMSG ? "authentication failed" : strerror(-rc));
+        return rc;
+    }
+    push_seg_key(seg, rec->key_serial, offset, aead_key_new(dk));
+    OPENSSL_cleanse(dk, sizeof dk);
+    return 0;
+}
+
+/* Checks what segment.c cannot: flags allowed by the file's version, key serials that exist and increase.
+ * SEG_OK or the reason the frame is invalid. */
+static seg_status_t check_in_file(const segment_t *seg, const seg_record_t *rec)
+{
+    if (rec->flags != 0 && seg->version < 2) {
+        return SEG_BAD_FLAGS;
+    }
+    if (rec->flags == SEG_FLAG_KEY && seg->nkeys > 0 && rec->key_serial <= seg->keys[seg->nkeys - 1].serial) {
+        return SEG_BAD_KEY;
+    }
+    if (rec->flags == SEG_FLAG_SEALED && find_seg_key(seg, rec->key_serial) == NULL) {
+        return SEG_BAD_KEY;
+    }
+    return SEG_OK;
+}
+
+/* Scans seg's frames from the header on, building its index and its table of data keys. Returns the
+ * offset of the end of the last valid frame; *status is the reason the scan stopped (SEG_INCOMPLETE at a
+ * clean end of file). Returns 0, or -errno with errmsg (an I/O error, a master key missing or wrong). */
+static int scan_segment(shard_log_t *log, segment_t *seg, const char *path, uint64_t file_size,
+                        int64_t previous_arrival, uint64_t *valid_end, seg_status_t *status, char *errmsg,
+                        size_t errmsg_len)
 {
     const fileio_t *io = log->opt.io;
     size_t cap = READ_CHUNK;
@@ -246,6 +369,7 @@ static int scan_segment(shard_log_t *log, segment_t *seg, uint64_t file_size, in
         ssize_t got = fileio_read_full(io, seg->fd, buf, want, (off_t)off);
         if (got < 0) {
             rc = (int)got;
+            snprintf(errmsg, errmsg_len, "cannot read %s: %s", path, strerror(-rc));
             break;
         }
         size_t pos = 0;
@@ -254,6 +378,9 @@ static int scan_segment(shard_log_t *log, segment_t *seg, uint64_t file_size, in
             seg_record_t rec;
             size_t len;
             st = seg_decode_frame(buf + pos, (size_t)got - pos, expected, &rec, &len);
+            if (st == SEG_OK) {
+                st = check_in_file(seg, &rec);
+            }
             if (st != SEG_OK) {
                 break;
             }
@@ -261,10 +388,22 @@ static int scan_segment(shard_log_t *log, segment_t *seg, uint64_t file_size, in
                 st = SEG_BAD_INDEX;
                 break;
             }
+            if (rec.flags == SEG_FLAG_KEY) {
+                /* not a record: its index is the next record's */
+                rc = load_key(log, seg, &rec, off + pos, path, errmsg, errmsg_len);
+                if (rc != 0) {
+                    break;
+                }
+                pos += len;
+                continue;
+            }
             maybe_index(log, seg, rec.index, off + pos, rec.arrival_ms);
             last_arrival = rec.arrival_ms;
             expected++;
             pos += len;
+        }
+        if (rc != 0) {
+            break;
         }
         if (st == SEG_INCOMPLETE && pos == 0 && (uint64_t)got == want && off + got < file_size) {
             /* a frame larger than the buffer: grow and retry */
@@ -350,11 +489,13 @@ static int recover(shard_log_t *log, uint64_t first_index, char *errmsg, size_t 
             continue;
         }
         segment_t *seg = segment_new(log, firsts[i], fd);
+        seg->version = seg_header_version(header);
         uint64_t valid_end = 0;
         seg_status_t why;
-        rc = scan_segment(log, seg, (uint64_t)st.st_size, last_arrival, &valid_end, &why);
+        rc = scan_segment(log, seg, path, (uint64_t)st.st_size, last_arrival, &valid_end, &why, errmsg,
+                          errmsg_len);
         if (rc != 0) {
-            snprintf(errmsg, errmsg_len, "cannot read %s: %s", path, strerror(-rc));
+            /* an I/O error or a missing or wrong master key: refuse to open, never cut data off */
             segment_free(log, seg);
             goto out;
         }
@@ -462,7 +603,7 @@ int shard_log_destroy_files(shard_log_t *log)
     if (d != NULL) {
         struct dirent *e;
         while ((e = readdir(d)) != NULL) {
-            if (strstr(e->d_name, ".corrupt") != NULL) {
+            if (strstr(e->d_name, ".corrupt") != NULL || strstr(e->d_name, ".seg.new") != NULL) {
                 char path[4400];
                 snprintf(path, sizeof path, "%s/%s", log->dir, e->d_name);
                 log->opt.io->unlink(path);
@@ -500,6 +641,14 @@ static void discard_unsynced(shard_log_t *log, segment_t *seg, int err)
     log->last_arrival = atomic_load(&log->visible_arrival);
     atomic_store(&seg->last_arrival_ms, durable > seg->first_index ? log->last_arrival : 0);
     log->generation++;
+    /* the data keys of KEY frames cut off go too; the writing key is dropped whatever its floor says */
+    log->wkey.seg = NULL;
+    log->wkey.key = NULL;
+    pthread_rwlock_wrlock(&log->segs_lock);
+    while (seg->nkeys > 0 && seg->keys[seg->nkeys - 1].offset >= seg->synced_size) {
+        aead_key_free(seg->keys[--seg->nkeys].key);
+    }
+    pthread_rwlock_unlock(&log->segs_lock);
 }
 
 static segment_t *active_segment(shard_log_t *log)
@@ -538,6 +687,8 @@ static int roll(shard_log_t *log, segment_t *old, segment_t **out)
     pthread_rwlock_wrlock(&log->segs_lock);
     push_segment(log, seg);
     pthread_rwlock_unlock(&log->segs_lock);
+    log->wkey.seg = NULL; /* every segment has data keys of its own */
+    log->wkey.key = NULL;
     *out = seg;
     return 0;
 }
@@ -548,27 +699,118 @@ int shard_log_append(shard_log_t *log, const log_entry_t *e, size_t n, int64_t n
     return shard_log_append_gen(log, e, n, now_ms, first, arrival_ms, NULL);
 }
 
+/* Replaces the empty active segment seg, of version 1, by an empty version 2 file of the same name
+ * (append_lock held): a new file is written and renamed over the old one, so a crash leaves one or the
+ * other. The old descriptor stays open until the segment is freed (a sync may be using it). */
+static int replace_empty_segment(shard_log_t *log, segment_t *seg)
+{
+    const fileio_t *io = log->opt.io;
+    char path[4200], tmp[4220];
+    seg_path(log, seg->first_index, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    int fd = io->open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0640);
+    if (fd < 0) {
+        return -errno;
+    }
+    unsigned char header[SEG_HEADER_SIZE];
+    seg_encode_header(header, seg->first_index);
+    int rc = fileio_write_all(io, fd, header, sizeof header, 0);
+    if (rc == 0 && io->fdatasync(fd) != 0) {
+        rc = -errno;
+    }
+    if (rc == 0 && io->rename(tmp, path) != 0) {
+        rc = -errno;
+    }
+    if (rc == 0) {
+        rc = fileio_sync_dir(io, log->dir);
+    }
+    if (rc != 0) {
+        io->close(fd);
+        io->unlink(tmp);
+        return rc;
+    }
+    pthread_rwlock_wrlock(&log->segs_lock);
+    seg->retired_fd = seg->fd;
+    seg->fd = fd;
+    seg->version = 2;
+    seg->size = SEG_HEADER_SIZE;
+    seg->synced_size = SEG_HEADER_SIZE;
+    pthread_rwlock_unlock(&log->segs_lock);
+    return 0;
+}
+
+/* A data key about to be written in a KEY frame (append_lock held). */
+typedef struct new_key {
+    aead_key_t *key;
+    uint32_t serial;
+    size_t frame_len;
+} new_key_t;
+
+/* Makes a data key for seg under the log's master key and encodes its KEY frame at out (room for
+ * seg_key_frame_size(SEG_KEY_ID_MAX) bytes). Returns 0 or -errno (-ENOKEY: no such master key). */
+static int make_data_key(shard_log_t *log, segment_t *seg, uint64_t index, int64_t arrival,
+                         unsigned char *out, new_key_t *nk)
+{
+    if (log->opt.keys == NULL) {
+        return -ENOKEY;
+    }
+    unsigned char dk[AEAD_KEY_BYTES], aad[SEG_KEY_ID_MAX + 4], nonce[AEAD_NONCE_BYTES];
+    unsigned char wrapped[AEAD_KEY_BYTES], tag[AEAD_TAG_BYTES];
+    int rc = aead_random(dk, sizeof dk);
+    if (rc != 0) {
+        return rc;
+    }
+    size_t id_len = strlen(log->master);
+    uint32_t serial = seg->next_serial;
+    size_t aad_len = seg_key_aad(log->master, id_len, serial, aad);
+    rc = keystore_wrap(log->opt.keys, log->master, dk, aad, aad_len, nonce, wrapped, tag);
+    if (rc == 0) {
+        seg_encode_key_frame(out, index, arrival, log->master, id_len, serial, nonce, wrapped, tag);
+        *nk = (new_key_t){aead_key_new(dk), serial, seg_key_frame_size(id_len)};
+        seg->next_serial = serial + 1; /* never reused in this segment, even if the write fails */
+    }
+    OPENSSL_cleanse(dk, sizeof dk);
+    return rc;
+}
+
+int shard_log_set_encryption(shard_log_t *log, const char *master_key_id)
+{
+    if (master_key_id != NULL && (strlen(master_key_id) == 0 || strlen(master_key_id) > SEG_KEY_ID_MAX)) {
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&log->append_lock);
+    snprintf(log->master, sizeof log->master, "%s", master_key_id != NULL ? master_key_id : "");
+    pthread_mutex_unlock(&log->append_lock);
+    if (master_key_id != NULL && (log->opt.keys == NULL || !keystore_has(log->opt.keys, master_key_id))) {
+        return -ENOKEY;
+    }
+    return 0;
+}
+
 int shard_log_append_gen(shard_log_t *log, const log_entry_t *e, size_t n, int64_t now_ms, uint64_t *first,
                          int64_t *arrival_ms, uint64_t *generation)
 {
     if (n == 0) {
         return -EINVAL;
     }
-    size_t total = 0;
+    size_t sealed_total = 0;
     for (size_t i = 0; i < n; i++) {
         if (e[i].pk_len == 0 || e[i].pk_len > SEG_MAX_PK || e[i].data_len > UINT32_MAX - 2048) {
             return -EINVAL;
         }
-        total += seg_frame_size(e[i].pk_len, e[i].data_len);
+        sealed_total += seg_sealed_frame_size(e[i].pk_len, e[i].data_len);
     }
-    unsigned char *frames = malloc(total);
+    /* room for the larger, sealed form and a KEY frame: whether to seal is known only under the lock */
+    unsigned char *frames = malloc(seg_key_frame_size(SEG_KEY_ID_MAX) + sealed_total);
     uint64_t *offsets = malloc(n * sizeof *offsets);
     if (frames == NULL || offsets == NULL) {
         abort();
     }
+    new_key_t nk = {0};
     int rc = 0;
     pthread_mutex_lock(&log->append_lock);
     segment_t *seg = active_segment(log);
+    bool seal = log->master[0] != '\0';
     if (log->truncate_pending) {
         if (log->opt.io->ftruncate(seg->fd, (off_t)seg->size) != 0) {
             rc = -EIO;
@@ -576,8 +818,14 @@ int shard_log_append_gen(shard_log_t *log, const log_entry_t *e, size_t n, int64
         }
         log->truncate_pending = false;
     }
-    if (seg->size >= log->opt.segment_bytes && atomic_load(&seg->end_index) > seg->first_index) {
+    bool has_records = atomic_load(&seg->end_index) > seg->first_index;
+    if ((seg->size >= log->opt.segment_bytes || (seal && seg->version < 2)) && has_records) {
         rc = roll(log, seg, &seg);
+        if (rc != 0) {
+            goto out;
+        }
+    } else if (seal && seg->version < 2) {
+        rc = replace_empty_segment(log, seg);
         if (rc != 0) {
             goto out;
         }
@@ -585,11 +833,40 @@ int shard_log_append_gen(shard_log_t *log, const log_entry_t *e, size_t n, int64
     int64_t arrival = now_ms > log->last_arrival ? now_ms : log->last_arrival;
     uint64_t index = atomic_load(&log->written_end);
     size_t pos = 0;
-    for (size_t i = 0; i < n; i++) {
-        offsets[i] = seg->size + pos;
-        seg_encode_frame(frames + pos, index + i, arrival, e[i].pk, e[i].pk_len, e[i].data, e[i].data_len);
-        pos += seg_frame_size(e[i].pk_len, e[i].data_len);
+    aead_key_t *key = NULL;
+    uint32_t serial = 0;
+    if (seal) {
+        if (log->wkey.seg == seg && index >= log->wkey.floor && strcmp(log->wkey.master, log->master) == 0) {
+            key = log->wkey.key;
+            serial = log->wkey.serial;
+            /* before the write: what a failed one sealed is never sealed again */
+            log->wkey.floor = index + n;
+        } else {
+            rc = make_data_key(log, seg, index, arrival, frames, &nk);
+            if (rc != 0) {
+                goto out;
+            }
+            key = nk.key;
+            serial = nk.serial;
+            pos = nk.frame_len;
+        }
     }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        offsets[i] = seg->size + pos;
+        if (seal) {
+            rc = seg_encode_sealed_frame(frames + pos, index + i, arrival, serial, key, e[i].pk, e[i].pk_len,
+                                         e[i].data, e[i].data_len);
+            pos += seg_sealed_frame_size(e[i].pk_len, e[i].data_len);
+        } else {
+            seg_encode_frame(frames + pos, index + i, arrival, e[i].pk, e[i].pk_len, e[i].data,
+                             e[i].data_len);
+            pos += seg_frame_size(e[i].pk_len, e[i].data_len);
+        }
+    }
+    if (rc != 0) {
+        goto out;
+    }
+    size_t total = pos;
     rc = fileio_write_all(log->opt.io, seg->fd, frames, total, (off_t)seg->size);
     if (rc != 0) {
         /* leave no partial frame behind; if that fails too, retry before the next append */
@@ -597,6 +874,18 @@ int shard_log_append_gen(shard_log_t *log, const log_entry_t *e, size_t n, int64
             log->truncate_pending = true;
         }
         goto out;
+    }
+    if (nk.key != NULL) {
+        /* readers may meet the new key's records once end_index moves: publish the key first */
+        pthread_rwlock_wrlock(&log->segs_lock);
+        push_seg_key(seg, nk.serial, seg->size, nk.key);
+        pthread_rwlock_unlock(&log->segs_lock);
+        log->wkey.seg = seg;
+        log->wkey.key = nk.key;
+        log->wkey.serial = nk.serial;
+        log->wkey.floor = index + n;
+        snprintf(log->wkey.master, sizeof log->wkey.master, "%s", log->master);
+        nk.key = NULL;
     }
     for (size_t i = 0; i < n; i++) {
         maybe_index(log, seg, index + i, offsets[i], arrival);
@@ -617,6 +906,7 @@ int shard_log_append_gen(shard_log_t *log, const log_entry_t *e, size_t n, int64
     }
 out:
     pthread_mutex_unlock(&log->append_lock);
+    aead_key_free(nk.key); /* a key whose KEY frame was not written */
     free(frames);
     free(offsets);
     return rc;
@@ -729,7 +1019,35 @@ typedef struct read_state {
     log_visit_fn fn;
     void *arg;
     bool done;
+    bool raw;             /* visit sealed records without opening them (only index and arrival are read) */
+    unsigned char *plain; /* where sealed records are opened */
+    size_t plain_cap;
 } read_state_t;
+
+/* Opens a sealed record into rs->plain (segs_lock held). Returns 0, or -EBADMSG / -EIO (logged). */
+static int open_record(shard_log_t *log, const segment_t *seg, read_state_t *rs, const seg_record_t *rec,
+                       uint64_t offset, seg_record_t *out)
+{
+    size_t n = (size_t)rec->pk_len + rec->data_len;
+    if (n > rs->plain_cap) {
+        unsigned char *p = realloc(rs->plain, n);
+        if (p == NULL) {
+            abort();
+        }
+        rs->plain = p;
+        rs->plain_cap = n;
+    }
+    const aead_key_t *key = find_seg_key(seg, rec->key_serial);
+    int rc = key != NULL ? seg_open_frame(rec, key, rs->plain, out) : -EIO;
+    if (rc != 0) {
+        log_error("shard log %s: record %" PRIu64 " in segment %" PRIu64 " at offset %" PRIu64
+                  " fails authentication (%s): altered or damaged, not served",
+                  log->dir, rec->index, seg->first_index, offset,
+                  key == NULL ? "no such data key" : "bad tag");
+        return rc == -EIO ? -EIO : -EBADMSG;
+    }
+    return 0;
+}
 
 /* Reads frames of one segment starting at offset; visits those in [from, end). */
 static int read_segment(shard_log_t *log, segment_t *seg, uint64_t offset, read_state_t *rs)
@@ -760,6 +1078,10 @@ static int read_segment(shard_log_t *log, segment_t *seg, uint64_t offset, read_
             if (st != SEG_OK) {
                 break;
             }
+            if (rec.flags == SEG_FLAG_KEY) {
+                pos += len; /* its key is in the segment's table already */
+                continue;
+            }
             expected = rec.index + 1;
             pos += len;
             if (rec.index >= rs->end) {
@@ -774,10 +1096,18 @@ static int read_segment(shard_log_t *log, segment_t *seg, uint64_t offset, read_
                 rs->done = true;
                 break;
             }
+            seg_record_t view = rec;
+            if (rec.flags == SEG_FLAG_SEALED && !rs->raw) {
+                rc = open_record(log, seg, rs, &rec, offset + pos - len, &view);
+                if (rc != 0) {
+                    rs->done = true;
+                    break;
+                }
+            }
             rs->records++;
             rs->bytes += size;
             rs->next = rec.index + 1;
-            if (!rs->fn(rs->arg, &rec)) {
+            if (!rs->fn(rs->arg, &view)) {
                 rs->done = true;
             }
             if (rs->records >= rs->max_records) {
@@ -826,11 +1156,11 @@ static int read_segment(shard_log_t *log, segment_t *seg, uint64_t offset, read_
     return rc;
 }
 
-int shard_log_read(shard_log_t *log, uint64_t from, size_t max_records, size_t max_bytes, log_visit_fn fn,
-                   void *arg, uint64_t *next)
+static int read_range(shard_log_t *log, uint64_t from, size_t max_records, size_t max_bytes, log_visit_fn fn,
+                      void *arg, uint64_t *next, bool raw)
 {
     read_state_t rs = {.max_records = max_records ? max_records : 1, .max_bytes = max_bytes, .from = from,
-                       .next = from, .fn = fn, .arg = arg};
+                       .next = from, .fn = fn, .arg = arg, .raw = raw};
     int rc = 0;
     pthread_rwlock_rdlock(&log->segs_lock);
     rs.end = atomic_load_explicit(&log->visible_end, memory_order_acquire);
@@ -854,8 +1184,18 @@ int shard_log_read(shard_log_t *log, uint64_t from, size_t max_records, size_t m
         }
     }
     pthread_rwlock_unlock(&log->segs_lock);
+    if (rs.plain != NULL) {
+        OPENSSL_cleanse(rs.plain, rs.plain_cap);
+        free(rs.plain);
+    }
     *next = rs.next;
     return rc;
+}
+
+int shard_log_read(shard_log_t *log, uint64_t from, size_t max_records, size_t max_bytes, log_visit_fn fn,
+                   void *arg, uint64_t *next)
+{
+    return read_range(log, from, max_records, max_bytes, fn, arg, next, false);
 }
 
 typedef struct seek_state {
@@ -907,7 +1247,7 @@ int shard_log_seek_time(shard_log_t *log, int64_t ts_ms, uint64_t *index)
     seek_state_t s = {ts_ms, end, false};
     while (!s.hit && start < end) {
         uint64_t next = start;
-        int rc = shard_log_read(log, start, 10000, SIZE_MAX, seek_visit, &s, &next);
+        int rc = read_range(log, start, 10000, SIZE_MAX, seek_visit, &s, &next, true);
         if (rc != 0) {
             return rc;
         }

@@ -5,7 +5,9 @@ import pytest
 
 from conftest import stream_arn, unique_name, wait_until
 
-KEY = "arn:aws:kms:us-east-1:000000000000:key/0b7e4c2a-1111-2222-3333-444455556666"
+# StartStreamEncryption needs a key that exists (KMSNotFoundException otherwise): the ARN of the alias
+# eddy always has (see test_encryption.py for keys by id and key ARN).
+KEY = "arn:aws:kms:us-east-1:000000000000:alias/aws/kinesis"
 
 
 def build_catalog(raw):
@@ -38,8 +40,9 @@ def build_catalog(raw):
     raw.ok("CreateStream", {"StreamName": switched, "ShardCount": 2})
     raw.ok("UpdateStreamMode", {"StreamARN": stream_arn(switched), "StreamModeDetails": {"StreamMode": "ON_DEMAND"}})
     raw.ok("UpdateMaxRecordSize", {"StreamARN": stream_arn(switched), "MaxRecordSizeInKiB": 10240})
-    raw.ok("StartStreamEncryption", {"StreamName": switched, "EncryptionType": "KMS", "KeyId": "alias/one"})
-    raw.ok("StopStreamEncryption", {"StreamName": switched, "EncryptionType": "KMS", "KeyId": "alias/one"})
+    encryption = {"StreamName": switched, "EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+    raw.ok("StartStreamEncryption", encryption)
+    raw.ok("StopStreamEncryption", encryption)
 
     deleted = "gone-e"
     raw.ok("CreateStream", {"StreamName": deleted, "ShardCount": 4, "Tags": {"old": "tag"}})

@@ -1164,7 +1164,7 @@ def test_enhanced_monitoring_validation(raw):
 
 def test_stream_encryption_state(kinesis):
     name = create(kinesis, unique_name())
-    key = "arn:aws:kms:us-east-1:000000000000:key/12345678-1234-1234-1234-123456789012"
+    key = "arn:aws:kms:us-east-1:000000000000:alias/aws/kinesis"  # a key that exists (test_encryption.py)
     kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId=key)
     d = kinesis.describe_stream(StreamName=name)["StreamDescription"]
     assert (d["EncryptionType"], d["KeyId"]) == ("KMS", key)
@@ -1526,7 +1526,7 @@ def test_update_goes_updating_then_active(eddy_factory):
 
     def encrypt():
         wait_until(lambda: status() == "ACTIVE", message="stream ACTIVE")
-        key = unique_name("alias/key")
+        key = "alias/aws/kinesis"  # unknown keys are KMSNotFoundException
         kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId=key)
         return key
 

@@ -133,14 +133,14 @@ shard_t *api_find_shard(api_call_t *c, stream_t *s, const char *shard_id);
  * error (op names the operation in messages). */
 bool api_start_position(api_call_t *c, const char *op, stream_t *s, shard_t *sh, const char *type, const char *seq,
                         bool has_ts, int64_t ts, uint64_t *position);
-/* A log_visit_fn writing each record as a Kinesis Record object into w (whose buffer is out). */
+/* A log_visit_fn writing each record as a Kinesis Record object into w (whose buffer is out), with
+ * EncryptionType KMS on the records stored encrypted. */
 typedef struct record_writer {
     jsonw_t *w;
     buf_t *out;
     uint32_t shard_index;
     int64_t shard_created_ms;
     uint16_t tag;
-    bool encrypted;
     seqnum_cursor_t cursor;
     int64_t last_arrival; /* of the last record written */
     uint64_t last_index;

@@ -5,6 +5,7 @@
  * waits (asynchronously, never blocking the loop) until the engine says they are durable as --durability
  * promises; only then is the reply sent. A put that spans shards waits for all of them.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -165,6 +166,10 @@ static void put_finish(void *arg)
             throttle_message(p, r->shard_index, &msg);
             api_error(c, KERR_PROVISIONED_THROUGHPUT_EXCEEDED, "%s", buf_cstr(&msg));
             buf_dispose(&msg);
+        } else if (r->state == REC_FAILED && p->ngroups > 0 && p->groups[r->group].status == -ENOKEY) {
+            /* the stream's KMS key went missing from the key file (logged when the append failed) */
+            api_error(c, KERR_KMS_NOT_FOUND, "The KMS key of stream %s under account %s was not found.",
+                      p->stream_name, c->srv->cfg.account_id);
         } else if (r->state == REC_FAILED) {
             api_error(c, KERR_INTERNAL_FAILURE, "Internal service failure.");
         } else {
@@ -665,7 +670,7 @@ bool api_write_record(void *arg, const seg_record_t *rec)
     buf_putc(out, '"');
     jsonw_key(w, "PartitionKey");
     jsonw_strn(w, rec->pk, rec->pk_len);
-    if (rc->encrypted) {
+    if (rec->flags & SEG_FLAG_SEALED) {
         jsonw_key(w, "EncryptionType");
         jsonw_str(w, "KMS");
     }
@@ -767,7 +772,7 @@ void op_get_records(api_call_t *c)
     uint64_t from = pos.position < horizon ? horizon : pos.position;
 
     record_writer_t rc = {.w = &c->w, .out = &c->out, .shard_index = sh->index, .shard_created_ms = sh->created_ms,
-                          .tag = seqnum_stream_tag(s->name, s->created_ms), .encrypted = s->cfg.encrypted};
+                          .tag = seqnum_stream_tag(s->name, s->created_ms)};
     uint64_t next = from;
     jsonw_key(&c->w, "Records");
     jsonw_arr_begin(&c->w);

@@ -1,8 +1,11 @@
 /*
  * api/streams: stream lifecycle and configuration: CreateStream, DeleteStream, DescribeStream,
- * DescribeStreamSummary, ListStreams, retention, stream mode, enhanced monitoring, encryption state and
- * maximum record size. Every handler runs under the catalog's write lock (taken by the protocol layer).
+ * DescribeStreamSummary, ListStreams, retention, stream mode, enhanced monitoring, encryption (the records
+ * appended after StartStreamEncryption are encrypted at rest under the KeyId's master key, which must
+ * exist: docs/format/keys.md) and maximum record size. Every handler runs under the catalog's write lock
+ * (taken by the protocol layer).
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -550,6 +553,21 @@ static void change_encryption(api_call_t *c, bool start)
                   c->srv->cfg.account_id, key);
         return;
     }
+    if (start) {
+        /* the key must exist now (the master keys are in the data folder's key file, keystore.h) */
+        engine_t *e = c->srv->engine;
+        char id[ENGINE_KEY_ID_MAX + 1];
+        int rc = e->ops->resolve_key(e, key, c->srv->cfg.region, c->srv->cfg.account_id, true, id);
+        if (rc == -ENOENT) {
+            api_error(c, KERR_KMS_NOT_FOUND, "Key '%s' does not exist in account %s, region %s.", key,
+                      c->srv->cfg.account_id, c->srv->cfg.region);
+            return;
+        }
+        if (rc != 0) {
+            api_error(c, KERR_INTERNAL_FAILURE, "Cannot create the key %s: %s.", key, strerror(-rc));
+            return;
+        }
+    }
     stream_config_t cfg = s->cfg;
     cfg.encrypted = start;
     snprintf(cfg.key_id, sizeof cfg.key_id, "%s", start ? key : "");
@@ -558,6 +576,9 @@ static void change_encryption(api_call_t *c, bool start)
         api_error(c, KERR_INTERNAL_FAILURE, "Cannot update stream %s.", s->name);
         return;
     }
+    /* records appended from now on: sealed under the key, or in clear again (earlier ones stay as they
+     * are) */
+    dataplane_apply_encryption(c->srv, s);
     api_ok_empty(c);
 }
 

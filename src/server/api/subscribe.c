@@ -285,7 +285,7 @@ static bool deliver_one(sub_t *sub, int64_t now_ms, bool *ended)
     jsonw_init(&w, &payload);
     jsonw_obj_begin(&w);
     record_writer_t rw = {.w = &w, .out = &payload, .shard_index = sh->index, .shard_created_ms = sh->created_ms,
-                          .tag = seqnum_stream_tag(s->name, s->created_ms), .encrypted = s->cfg.encrypted};
+                          .tag = seqnum_stream_tag(s->name, s->created_ms)};
     uint64_t next = sub->position;
     jsonw_key(&w, "Records");
     jsonw_arr_begin(&w);

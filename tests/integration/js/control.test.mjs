@@ -800,7 +800,7 @@ describe('eddy control plane through @aws-sdk/client-kinesis', () => {
     });
   });
 
-  describe('stream encryption (state only)', () => {
+  describe('stream encryption (control plane)', () => {
     it('StartStreamEncryption / StopStreamEncryption switch EncryptionType and KeyId', async () => {
       const name = uniqueName('enc');
       await create(name, 1);
@@ -826,7 +826,8 @@ describe('eddy control plane through @aws-sdk/client-kinesis', () => {
       assert.equal(s.EncryptionType, 'NONE');
       assert.equal(s.KeyId, undefined);
 
-      const key = 'arn:aws:kms:us-east-1:123456789012:key/12345678-1234-1234-1234-123456789012';
+      // a key that exists (unknown keys are KMSNotFoundException; see test_encryption.py)
+      const key = 'arn:aws:kms:us-east-1:000000000000:alias/aws/kinesis';
       await send(new StartStreamEncryptionCommand({ StreamARN: streamArn(name), EncryptionType: 'KMS', KeyId: key }));
       s = await summary(name);
       assert.equal(s.EncryptionType, 'KMS');
@@ -1597,7 +1598,8 @@ describe('persistence and shutdown', () => {
       new EnableEnhancedMonitoringCommand({ StreamName: 'kept', ShardLevelMetrics: ['IncomingBytes'] }),
     );
     await kinesis.send(
-      new StartStreamEncryptionCommand({ StreamName: 'kept', EncryptionType: 'KMS', KeyId: 'alias/k' }),
+      // a key that exists (unknown keys are KMSNotFoundException)
+      new StartStreamEncryptionCommand({ StreamName: 'kept', EncryptionType: 'KMS', KeyId: 'alias/aws/kinesis' }),
     );
     await kinesis.send(new UpdateMaxRecordSizeCommand({ StreamARN: streamArn('kept'), MaxRecordSizeInKiB: 3000 }));
     await kinesis.send(new CreateStreamCommand({ StreamName: 'gone', ShardCount: 1 }));
@@ -1605,7 +1607,7 @@ describe('persistence and shutdown', () => {
     const before = await state('kept');
     assert.equal(before.s.RetentionPeriodHours, 100);
     assert.equal(before.s.EncryptionType, 'KMS');
-    assert.equal(before.s.KeyId, 'alias/k');
+    assert.equal(before.s.KeyId, 'alias/aws/kinesis');
     assert.equal(before.s.MaxRecordSizeInKiB, 3000);
     assert.deepEqual(before.tags, [{ Key: 'a', Value: '1' }]);
 
