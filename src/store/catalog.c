@@ -287,6 +287,23 @@ static void memory_note_event(stream_t *s, stream_event_t kind, int64_t at_ms)
     t[STREAM_EVENTS_KEPT - 1] = at_ms;
 }
 
+/* The stream (and consumer) an owner column names: "STREAM" or "STREAM/consumer/NAME" (see tag_owner_key).
+ * Returns whether it names a consumer; *s and *con are NULL when absent. */
+static bool find_owner(catalog_t *cat, const char *owner_text, stream_t **s, consumer_t **con)
+{
+    char owner[STREAM_NAME_MAX + CONSUMER_NAME_MAX + 16];
+    snprintf(owner, sizeof owner, "%s", owner_text != NULL ? owner_text : "");
+    char *slash = strstr(owner, "/consumer/");
+    const char *consumer = NULL;
+    if (slash != NULL) {
+        *slash = '\0';
+        consumer = slash + strlen("/consumer/");
+    }
+    *s = catalog_find(cat, owner);
+    *con = *s != NULL && consumer != NULL ? catalog_find_consumer(*s, consumer) : NULL;
+    return consumer != NULL;
+}
+
 static int load(catalog_t *cat)
 {
     sqlite3_stmt *st = prepare(cat, "SELECT name, created_ms, status, target_status, status_due_ms, mode,"
@@ -378,17 +395,10 @@ static int load(catalog_t *cat)
         return -EIO;
     }
     while (sqlite3_step(st) == SQLITE_ROW) {
-        char owner[STREAM_NAME_MAX + CONSUMER_NAME_MAX + 16];
-        snprintf(owner, sizeof owner, "%s", (const char *)sqlite3_column_text(st, 0));
-        char *slash = strstr(owner, "/consumer/");
-        const char *consumer = NULL;
-        if (slash != NULL) {
-            *slash = '\0';
-            consumer = slash + strlen("/consumer/");
-        }
-        stream_t *s = catalog_find(cat, owner);
-        consumer_t *con = s != NULL && consumer != NULL ? catalog_find_consumer(s, consumer) : NULL;
-        char **slot = con != NULL ? &con->policy : consumer == NULL && s != NULL ? &s->policy : NULL;
+        stream_t *s;
+        consumer_t *con;
+        bool of_consumer = find_owner(cat, (const char *)sqlite3_column_text(st, 0), &s, &con);
+        char **slot = con != NULL ? &con->policy : !of_consumer && s != NULL ? &s->policy : NULL;
         if (slot != NULL && *slot == NULL) {
             *slot = xstrdup((const char *)sqlite3_column_text(st, 1));
             atomic_fetch_add(&cat->policies, 1);
@@ -401,17 +411,10 @@ static int load(catalog_t *cat)
         return -EIO;
     }
     while (sqlite3_step(st) == SQLITE_ROW) {
-        char owner[STREAM_NAME_MAX + CONSUMER_NAME_MAX + 16];
-        snprintf(owner, sizeof owner, "%s", (const char *)sqlite3_column_text(st, 0));
-        char *slash = strstr(owner, "/consumer/");
-        const char *consumer = NULL;
-        if (slash != NULL) {
-            *slash = '\0';
-            consumer = slash + strlen("/consumer/");
-        }
-        stream_t *s = catalog_find(cat, owner);
-        consumer_t *con = s != NULL && consumer != NULL ? catalog_find_consumer(s, consumer) : NULL;
-        if (s != NULL && (consumer == NULL || con != NULL)) {
+        stream_t *s;
+        consumer_t *con;
+        bool of_consumer = find_owner(cat, (const char *)sqlite3_column_text(st, 0), &s, &con);
+        if (s != NULL && (!of_consumer || con != NULL)) {
             memory_put_tag(s, con, (const char *)sqlite3_column_text(st, 1),
                            (const char *)sqlite3_column_text(st, 2));
         }
