@@ -73,11 +73,15 @@ static void serve_usage(FILE *out)
             "                              certificate chain and key; `eddy cert` makes a local CA and both\n"
             "  --tls-port N                the HTTPS port (default 4568; 0 picks a free one)\n"
             "  --log-level LEVEL           debug, info, warn or error (default info)\n"
+            "  --request-log MODE          one line per request: off (default), text or json\n"
+            "  --request-log-file FILE     where request lines go (default stderr); reopened on SIGHUP\n"
             "  --config FILE               read options from FILE (\"key = value\" lines, keys as above\n"
             "                              without the dashes); flags given on the command line win\n"
             "  --help                      print this help\n\n"
             "When ready, eddy prints \"eddy listening on http://HOST:PORT\" to stderr. SIGINT or SIGTERM stop\n"
-            "it gracefully.\n");
+            "it gracefully. SIGHUP reloads the credentials file and applies request-log and request-log-file\n"
+            "from a fresh reading of the configuration (edit the --config file, then send SIGHUP).\n"
+            "GET /metrics serves Prometheus metrics and GET / a dashboard (docs/METRICS.md).\n");
 }
 
 enum {
@@ -106,6 +110,8 @@ enum {
     OPT_TLS_CERT,
     OPT_TLS_KEY,
     OPT_TLS_PORT,
+    OPT_REQUEST_LOG,
+    OPT_REQUEST_LOG_FILE,
     OPT_CONFIG,
     OPT_HELP,
 };
@@ -136,6 +142,8 @@ static const struct option serve_options[] = {
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"tls-port", required_argument, NULL, OPT_TLS_PORT},
+    {"request-log", required_argument, NULL, OPT_REQUEST_LOG},
+    {"request-log-file", required_argument, NULL, OPT_REQUEST_LOG_FILE},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
@@ -234,6 +242,17 @@ static bool apply(server_config_t *cfg, int opt, const char *name, const char *v
         snprintf(dst, sizeof cfg->tls_cert, "%s", value);
         return true;
     }
+    case OPT_REQUEST_LOG:
+        if (!reqlog_parse_mode(value, &cfg->request_log)) {
+            break;
+        }
+        return true;
+    case OPT_REQUEST_LOG_FILE:
+        if (strlen(value) >= sizeof cfg->request_log_file) {
+            break;
+        }
+        snprintf(cfg->request_log_file, sizeof cfg->request_log_file, "%s", value);
+        return true;
     case OPT_TLS_PORT:
         if (!parse_long(value, 0, 65535, &n)) {
             break;
@@ -359,10 +378,11 @@ static bool load_config(server_config_t *cfg, const char *path)
     return ok;
 }
 
-static int cmd_serve(int argc, char **argv)
+/* Reads the configuration: defaults, then the --config file, then the flags (which win). Returns 0, 1 after
+ * --help, or 2 on an invalid configuration (said on stderr). */
+static int read_config(int argc, char **argv, server_config_t *cfg)
 {
-    server_config_t cfg;
-    server_config_defaults(&cfg);
+    server_config_defaults(cfg);
     /* First pass: the config file, so that flags override it. */
     for (int i = 1; i < argc; i++) {
         const char *path = NULL;
@@ -371,21 +391,21 @@ static int cmd_serve(int argc, char **argv)
         } else if (strncmp(argv[i], "--config=", 9) == 0) {
             path = argv[i] + 9;
         }
-        if (path != NULL && !load_config(&cfg, path)) {
+        if (path != NULL && !load_config(cfg, path)) {
             return 2;
         }
     }
-    optind = 1;
+    optind = 0; /* glibc: start over (this runs again on SIGHUP) */
     int opt;
     while ((opt = getopt_long(argc, argv, "", serve_options, NULL)) != -1) {
         if (opt == OPT_HELP) {
             serve_usage(stdout);
-            return 0;
+            return 1;
         }
         if (opt == OPT_CONFIG) {
             continue;
         }
-        if (opt == '?' || !apply(&cfg, opt, argv[optind - 1], optarg)) {
+        if (opt == '?' || !apply(cfg, opt, argv[optind - 1], optarg)) {
             fprintf(stderr, "eddy: see 'eddy serve --help'\n");
             return 2;
         }
@@ -394,11 +414,40 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "eddy: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    return 0;
+}
+
+typedef struct args {
+    int argc;
+    char **argv;
+} args_t;
+
+/* SIGHUP: the configuration again (server_config_loader_fn). */
+static bool reread_config(server_config_t *cfg, void *arg)
+{
+    const args_t *a = arg;
+    if (read_config(a->argc, a->argv, cfg) != 0) {
+        fprintf(stderr, "eddy: SIGHUP: the configuration is not valid any more; nothing changed\n");
+        return false;
+    }
+    return true;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    server_config_t cfg;
+    int rc = read_config(argc, argv, &cfg);
+    if (rc != 0) {
+        return rc == 1 ? 0 : 2;
+    }
     server_block_signals();
     server_t srv;
     if (server_start(&srv, &cfg) != 0) {
         return 1;
     }
+    args_t args = {argc, argv};
+    srv.reload = reread_config;
+    srv.reload_arg = &args;
     server_run(&srv);
     server_stop(&srv);
     return 0;

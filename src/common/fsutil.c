@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 int mkdir_p(const char *dir)
@@ -23,5 +24,28 @@ int mkdir_p(const char *dir)
     if (mkdir(path, 0750) != 0 && errno != EEXIST) {
         return -errno;
     }
+    return 0;
+}
+
+int read_file(const char *path, size_t max, char **text, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return -errno;
+    }
+    char *buf = malloc(max + 1);
+    if (buf == NULL) {
+        abort();
+    }
+    size_t n = fread(buf, 1, max + 1, f);
+    int rc = ferror(f) ? -EIO : n > max ? -EFBIG : 0;
+    fclose(f);
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
     return 0;
 }

@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include <cjson/cJSON.h>
 
+#include "common/base64.h"
 #include "server/dataplane.h"
 #include "server/policy.h"
 #include "server/sigv4.h"
@@ -344,4 +346,78 @@ kerr_t auth_authorize(server_t *srv, const auth_principal_t *who, const char *op
     buf_dispose(&principal);
     buf_dispose(&action);
     return e;
+}
+
+/* The key of an "Authorization: Basic base64(KEY_ID:SECRET)" header whose secret matches, or NULL. */
+static const credential_t *basic_key(const credentials_t *set, const char *value, size_t len)
+{
+    static const char scheme[] = "Basic ";
+    if (len <= strlen(scheme) || strncasecmp(value, scheme, strlen(scheme)) != 0 || len > 2048) {
+        return NULL;
+    }
+    value += strlen(scheme);
+    len -= strlen(scheme);
+    unsigned char decoded[1600];
+    long n = base64_decode(value, len, decoded);
+    if (n <= 0) {
+        return NULL;
+    }
+    const unsigned char *colon = memchr(decoded, ':', (size_t)n);
+    if (colon == NULL) {
+        return NULL;
+    }
+    char key_id[256];
+    size_t id_len = (size_t)(colon - decoded);
+    if (id_len >= sizeof key_id) {
+        return NULL;
+    }
+    memcpy(key_id, decoded, id_len);
+    key_id[id_len] = '\0';
+    const credential_t *key = credentials_find(set, key_id);
+    size_t secret_len = (size_t)n - id_len - 1;
+    if (key == NULL || strlen(key->secret) != secret_len ||
+        CRYPTO_memcmp(key->secret, colon + 1, secret_len) != 0) {
+        return NULL;
+    }
+    if (key->expires_ms != 0 && clock_now_ms() >= key->expires_ms) {
+        return NULL;
+    }
+    return key;
+}
+
+bool auth_check_console(server_t *srv, http_request_t *req, int *status, char *msg, size_t msglen)
+{
+    if (!auth_enabled(srv)) {
+        return true;
+    }
+    auth_principal_t who = {0};
+    const char *value;
+    size_t len;
+    bool ok;
+    if (http_request_header(req, "authorization", &value, &len) && len > 6 && strncasecmp(value, "Basic ", 6) == 0) {
+        who.set = current_set(srv->auth);
+        who.key = who.set != NULL ? basic_key(who.set, value, len) : NULL;
+        ok = who.key != NULL;
+        if (!ok) {
+            snprintf(msg, msglen, "Unknown access key or wrong secret.");
+        }
+    } else {
+        ok = auth_check(srv, req, &who, msg, msglen) == KERR_NONE && who.key != NULL;
+    }
+    if (!ok) {
+        auth_principal_dispose(&who);
+        *status = 401;
+        return false;
+    }
+    cJSON *input = cJSON_CreateObject();
+    kerr_t e = auth_needs_authorization(srv, &who)
+                   ? auth_authorize(srv, &who, "ListStreams", input, http_request_is_tls(req), msg, msglen)
+                   : KERR_NONE;
+    cJSON_Delete(input);
+    auth_principal_dispose(&who);
+    if (e != KERR_NONE) {
+        *status = 403;
+        return false;
+    }
+    return true;
 }

@@ -39,6 +39,13 @@ bool auth_enabled(const server_t *srv);
 kerr_t auth_check(server_t *srv, http_request_t *req, auth_principal_t *who, char *msg, size_t msglen);
 void auth_principal_dispose(auth_principal_t *who);
 
+/* Authentication of the observability endpoints (/metrics, the dashboard), which browsers and Prometheus
+ * call without SigV4: HTTP Basic with an access key id as user name and its secret access key as password,
+ * or a SigV4 signature. The key must also be allowed kinesis:ListStreams (its identity policies). Returns
+ * true when the request may proceed (always, with authentication off); otherwise false with the reply's
+ * status (401: missing or wrong credentials, send WWW-Authenticate; 403: not allowed) and message. */
+bool auth_check_console(server_t *srv, http_request_t *req, int *status, char *msg, size_t msglen);
+
 /* Authorization (after authentication and validation; input is the request object). The key's identity
  * policies (none: the key may do anything) and the resource policy of the stream or consumer the request
  * names are evaluated together (policy.h): an explicit Deny wins, then any Allow. The request's resource is

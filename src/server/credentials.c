@@ -1,6 +1,8 @@
 /* credentials: access keys from a JSON file (see credentials.h). */
 #include "server/credentials.h"
 
+#include "common/fsutil.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -179,21 +181,15 @@ fail:
 
 credentials_t *credentials_load(const char *path, const char *default_account, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+    char *text;
+    size_t len;
+    int rc = read_file(path, CREDENTIALS_FILE_MAX, &text, &len);
+    if (rc == -EFBIG) {
+        snprintf(err, errlen, "cannot read %s (at most %u bytes)", path, CREDENTIALS_FILE_MAX);
         return NULL;
     }
-    char *text = malloc(CREDENTIALS_FILE_MAX + 1);
-    if (text == NULL) {
-        abort();
-    }
-    size_t len = fread(text, 1, CREDENTIALS_FILE_MAX + 1, f);
-    bool failed = ferror(f) != 0;
-    fclose(f);
-    if (failed || len > CREDENTIALS_FILE_MAX) {
-        snprintf(err, errlen, "cannot read %s (at most %u bytes)", path, CREDENTIALS_FILE_MAX);
-        free(text);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(-rc));
         return NULL;
     }
     char why[256];

@@ -35,7 +35,23 @@ typedef struct shard_runtime {
     /* write demand (records offered, throttled or not) since the autoscaler last looked */
     _Atomic uint64_t demand_bytes, demand_records;
     int hot_seconds, cold_seconds; /* the autoscaler's (housekeeping thread) */
+    /* Shard-level metrics (enhanced monitoring): counted only while the stream enables them. */
+    _Atomic uint64_t m_incoming_bytes, m_incoming_records, m_outgoing_bytes, m_outgoing_records;
+    _Atomic uint64_t m_read_throttled, m_write_throttled;
+    /* What the last GetRecords on the shard saw: its MillisBehindLatest (the age of the last record it
+     * returned, 0 at the tip), and when (wall clock ms; 0: never). Always kept: the stream-level
+     * GetRecords.IteratorAgeMilliseconds is the largest of its shards' recent ones. */
+    _Atomic int64_t iterator_age_ms, iterator_age_at_ms;
 } shard_runtime_t;
+
+/* Adds v to one of a shard's enhanced-monitoring counters when the stream enables `metric` (enum
+ * shard_metric in catalog.h). */
+static inline void dataplane_count(const stream_t *s, _Atomic uint64_t *counter, uint32_t metric, uint64_t v)
+{
+    if ((s->cfg.shard_metrics & metric) != 0 && v != 0) {
+        atomic_fetch_add_explicit(counter, v, memory_order_relaxed);
+    }
+}
 
 /* Opens the storage of every shard of s that has none yet (encrypting new records when the stream is
  * encrypted). Requires the catalog write lock. */

@@ -44,6 +44,8 @@ typedef struct loop_thread {
     bool stopping;
     int64_t stop_deadline_ms;
     size_t inflight; /* requests received and not yet disposed of (replied to, or the client went away) */
+    _Atomic uint64_t connections; /* open (accepted, not yet closed) */
+    _Atomic int64_t lag_us;       /* how long the last probe waited for the loop (http_server_probe) */
 } loop_thread_t;
 
 typedef struct handler {
@@ -373,6 +375,42 @@ static void on_later_messages(h2o_multithread_receiver_t *receiver, h2o_linklist
     }
 }
 
+/* ---- statistics ---- */
+
+typedef struct probe {
+    loop_thread_t *t;
+    int64_t posted_us;
+} probe_t;
+
+static void on_probe(void *arg)
+{
+    probe_t *p = arg;
+    atomic_store_explicit(&p->t->lag_us, clock_monotonic_us() - p->posted_us, memory_order_relaxed);
+    free(p);
+}
+
+void http_server_probe(http_server_t *srv)
+{
+    for (int i = 0; i < srv->nthreads; i++) {
+        probe_t *p = malloc(sizeof *p);
+        if (p == NULL) {
+            abort();
+        }
+        *p = (probe_t){&srv->threads[i], clock_monotonic_us()};
+        http_loop_run_later((http_loop_t *)&srv->threads[i], on_probe, p);
+    }
+}
+
+size_t http_server_stats(http_server_t *srv, http_loop_stats_t *out, size_t max)
+{
+    for (int i = 0; i < srv->nthreads && (size_t)i < max; i++) {
+        loop_thread_t *t = &srv->threads[i];
+        out[i].connections = atomic_load_explicit(&t->connections, memory_order_relaxed);
+        out[i].lag_us = atomic_load_explicit(&t->lag_us, memory_order_relaxed);
+    }
+    return (size_t)srv->nthreads;
+}
+
 struct http_guard {
     void (*fn)(void *arg);
     void *arg;
@@ -405,6 +443,11 @@ void http_guard_cancel(http_guard_t *guard)
  * shared by the loops that are free rather than taken whole by the first one awake. (Strictly even
  * spreading was measured to be slower here: on 2 cores shared with a load generator, two equally busy loops
  * contend with it for the cores.) */
+static void on_connection_closed(void *data)
+{
+    atomic_fetch_sub_explicit(&((loop_thread_t *)data)->connections, 1, memory_order_relaxed);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     h2o_accept_ctx_t *actx = listener->data; /* the plain or the TLS one */
@@ -413,6 +456,11 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     }
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
     if (sock != NULL) {
+        /* counted until h2o closes the socket (h2o's server side leaves on_close to its owner) */
+        loop_thread_t *t = (loop_thread_t *)((char *)actx->ctx - offsetof(loop_thread_t, ctx));
+        atomic_fetch_add_explicit(&t->connections, 1, memory_order_relaxed);
+        sock->on_close.cb = on_connection_closed;
+        sock->on_close.data = t;
         h2o_accept(actx, sock);
     }
 }

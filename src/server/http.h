@@ -43,6 +43,16 @@ int http_server_start(const http_config_t *cfg, http_server_t **out, int *bound_
 /* Stops accepting, lets in-flight requests finish (up to grace_ms), joins the threads, frees. */
 void http_server_stop(http_server_t *srv, uint64_t grace_ms);
 
+/* Per-loop figures for the metrics (any thread): up to max loops into out; returns how many loops there are. */
+typedef struct http_loop_stats {
+    uint64_t connections; /* open connections (HTTP and HTTPS) */
+    int64_t lag_us;       /* how long the last probe waited to run on the loop */
+} http_loop_stats_t;
+size_t http_server_stats(http_server_t *srv, http_loop_stats_t *out, size_t max);
+/* Queues a probe on every loop that measures how long the loop takes to get to it (the event-loop lag);
+ * call it periodically (any thread). */
+void http_server_probe(http_server_t *srv);
+
 /* Request accessors (@thread loop). Returned views are valid until the reply. */
 const char *http_request_method(http_request_t *req, size_t *len);
 const char *http_request_path(http_request_t *req, size_t *len);

@@ -12,6 +12,8 @@
 #include "server/api/api.h"
 #include "server/auth.h"
 #include "server/cbor_json.h"
+#include "server/scrape.h"
+#include "server/ui/ui.h"
 
 #define TARGET_PREFIX "Kinesis_20131202."
 
@@ -45,14 +47,36 @@ static void request_id(char out[37])
              (uint32_t)((r[1] & 0x3fff) | 0x8000), (uint64_t)((r[1] >> 16) & 0xffffffffffffULL));
 }
 
-static void reply_error_as(http_request_t *req, kerr_t code, const char *message, bool cbor);
+/* A request being routed: what its log line and metrics need before it becomes an API call. */
+typedef struct request {
+    server_t *srv;
+    http_request_t *req;
+    char id[37];
+    int64_t start_us; /* monotonic */
+} request_t;
 
-static void reply_error(http_request_t *req, kerr_t code, const char *message)
+/* Sends a reply that no API call made (errors before the operation runs, and the GET endpoints). */
+static void reply(const request_t *rq, int status, const char *content_type, buf_t *body, const char *error)
 {
-    reply_error_as(req, code, message, false);
+    api_observe(rq->srv, NULL, rq->req, rq->id, rq->start_us, status, error, body->len);
+    http_reply(rq->req, status, content_type, body);
 }
 
-static void reply_error_as(http_request_t *req, kerr_t code, const char *message, bool cbor)
+static void reply_text(const request_t *rq, int status, const char *content_type, const char *text)
+{
+    buf_t body = BUF_INIT;
+    buf_puts(&body, text);
+    reply(rq, status, content_type, &body, NULL);
+}
+
+static void reply_error_as(const request_t *rq, kerr_t code, const char *message, bool cbor);
+
+static void reply_error(const request_t *rq, kerr_t code, const char *message)
+{
+    reply_error_as(rq, code, message, false);
+}
+
+static void reply_error_as(const request_t *rq, kerr_t code, const char *message, bool cbor)
 {
     const kerr_info_t *info = kerr_info(code);
     buf_t body = BUF_INIT;
@@ -70,46 +94,85 @@ static void reply_error_as(http_request_t *req, kerr_t code, const char *message
         buf_t cb = BUF_INIT;
         json_to_cbor(body.data, body.len, &cb);
         buf_dispose(&body);
-        http_reply(req, info->http_status, "application/x-amz-cbor-1.1", &cb);
+        reply(rq, info->http_status, "application/x-amz-cbor-1.1", &cb, info->type);
         return;
     }
-    http_reply(req, info->http_status, "application/x-amz-json-1.1", &body);
+    reply(rq, info->http_status, "application/x-amz-json-1.1", &body, info->type);
 }
 
-static void health(http_request_t *req, server_t *srv, bool ready_check)
+static void health(const request_t *rq, bool ready_check)
 {
-    if (ready_check && !atomic_load(&srv->ready)) {
-        http_reply_text(req, 503, "application/json", "{\"status\":\"starting\"}");
+    if (ready_check && !atomic_load(&rq->srv->ready)) {
+        reply_text(rq, 503, "application/json", "{\"status\":\"starting\"}");
         return;
     }
-    http_reply_text(req, 200, "application/json", ready_check ? "{\"status\":\"ready\"}" : "{\"status\":\"live\"}");
+    reply_text(rq, 200, "application/json", ready_check ? "{\"status\":\"ready\"}" : "{\"status\":\"live\"}");
 }
 
-static void handle_api(server_t *srv, http_request_t *req, const auth_principal_t *who, bool cbor, const char *ctype,
-                       size_t clen);
+/* GET and HEAD: health checks (always open), then the observability endpoints (Prometheus /metrics, the
+ * dashboard and its JSON), which need credentials when authentication is on (auth_check_console). */
+static void handle_get(const request_t *rq, const char *path, size_t plen)
+{
+    const char *query = memchr(path, '?', plen);
+    if (query != NULL) {
+        plen = (size_t)(query - path);
+    }
+    if (equals(path, plen, "/health/live") || equals(path, plen, "/health/ready")) {
+        health(rq, equals(path, plen, "/health/ready"));
+        return;
+    }
+    int status;
+    char msg[512];
+    if (!auth_check_console(rq->srv, rq->req, &status, msg, sizeof msg)) {
+        if (status == 401) {
+            static const char challenge[] = "Basic realm=\"eddy\", charset=\"UTF-8\"";
+            http_add_header(rq->req, "www-authenticate", challenge, strlen(challenge));
+        }
+        buf_t body = BUF_INIT;
+        jsonw_t w;
+        jsonw_init(&w, &body);
+        jsonw_obj_begin(&w);
+        jsonw_key(&w, "message");
+        jsonw_str(&w, msg);
+        jsonw_obj_end(&w);
+        reply(rq, status, "application/json", &body, status == 401 ? "Unauthorized" : "AccessDenied");
+        return;
+    }
+    buf_t body = BUF_INIT;
+    if (equals(path, plen, "/metrics")) {
+        scrape_prometheus(rq->srv, &body);
+        reply(rq, 200, "text/plain; version=0.0.4; charset=utf-8", &body, NULL);
+    } else if (equals(path, plen, "/ui/api/state")) {
+        scrape_state_json(rq->srv, &body);
+        http_add_header(rq->req, "cache-control", "no-store", 8);
+        reply(rq, 200, "application/json", &body, NULL);
+    } else if (ui_asset_for_path(path, plen) != NULL) {
+        /* a dashboard asset (counted before the reply, after which the request is gone) */
+        api_observe(rq->srv, NULL, rq->req, rq->id, rq->start_us, 200, NULL, ui_asset_for_path(path, plen)->len);
+        ui_serve(rq->req, path, plen);
+    } else {
+        reply_text(rq, 404, "application/json", "{\"message\":\"Not Found\"}");
+    }
+}
+
+static void handle_api(const request_t *rq, const auth_principal_t *who, bool cbor, const char *ctype, size_t clen);
 
 void protocol_handle(http_request_t *req, void *arg)
 {
-    server_t *srv = arg;
+    request_t rq = {.srv = arg, .req = req, .start_us = clock_monotonic_us()};
+    server_t *srv = rq.srv;
     size_t mlen, plen;
     const char *method = http_request_method(req, &mlen);
     const char *path = http_request_path(req, &plen);
-    char rid[37];
-    request_id(rid);
-    http_add_header(req, "x-amzn-requestid", rid, strlen(rid));
+    request_id(rq.id);
+    http_add_header(req, "x-amzn-requestid", rq.id, strlen(rq.id));
 
     if (equals(method, mlen, "GET") || equals(method, mlen, "HEAD")) {
-        if (equals(path, plen, "/health/live")) {
-            health(req, srv, false);
-        } else if (equals(path, plen, "/health/ready")) {
-            health(req, srv, true);
-        } else {
-            http_reply_text(req, 404, "application/json", "{\"message\":\"Not Found\"}");
-        }
+        handle_get(&rq, path, plen);
         return;
     }
     if (!equals(method, mlen, "POST")) {
-        http_reply_text(req, 405, "application/json", "{\"message\":\"Method Not Allowed\"}");
+        reply_text(&rq, 405, "application/json", "{\"message\":\"Method Not Allowed\"}");
         return;
     }
 
@@ -128,25 +191,26 @@ void protocol_handle(http_request_t *req, void *arg)
         char msg[512];
         kerr_t e = auth_check(srv, req, &who, msg, sizeof msg);
         if (e != KERR_NONE) {
-            reply_error_as(req, e, msg, cbor);
+            reply_error_as(&rq, e, msg, cbor);
             return;
         }
     }
     /* who must be disposed of on every path below */
-    handle_api(srv, req, &who, cbor, ctype, clen);
+    handle_api(&rq, &who, cbor, ctype, clen);
     auth_principal_dispose(&who);
 }
 
-static void handle_api(server_t *srv, http_request_t *req, const auth_principal_t *who, bool cbor, const char *ctype,
-                       size_t clen)
+static void handle_api(const request_t *rq, const auth_principal_t *who, bool cbor, const char *ctype, size_t clen)
 {
+    server_t *srv = rq->srv;
+    http_request_t *req = rq->req;
     const char *target = NULL;
     size_t tlen = 0;
     if (ctype == NULL || !(cbor || equals(ctype, clen, "application/x-amz-json-1.1") || equals(ctype, clen, "application/json"))) {
         const char *auth;
         size_t alen;
         bool has_auth = http_request_header(req, "authorization", &auth, &alen);
-        reply_error(req, has_auth ? KERR_ACCESS_DENIED : KERR_MISSING_AUTHENTICATION_TOKEN,
+        reply_error(rq, has_auth ? KERR_ACCESS_DENIED : KERR_MISSING_AUTHENTICATION_TOKEN,
                     has_auth ? "Unable to determine service/operation name to be authorized"
                              : "Missing Authentication Token");
         return;
@@ -157,7 +221,7 @@ static void handle_api(server_t *srv, http_request_t *req, const auth_principal_
         op = api_find_op(target + strlen(TARGET_PREFIX), tlen - strlen(TARGET_PREFIX));
     }
     if (op == NULL) {
-        reply_error_as(req, KERR_UNKNOWN_OPERATION, NULL, cbor);
+        reply_error_as(rq, KERR_UNKNOWN_OPERATION, NULL, cbor);
         return;
     }
 
@@ -172,6 +236,12 @@ static void handle_api(server_t *srv, http_request_t *req, const auth_principal_
     c->op = op->name;
     c->now_ms = clock_now_ms();
     c->cbor = cbor;
+    c->start_us = rq->start_us;
+    c->start_ms = c->now_ms - (clock_monotonic_us() - rq->start_us) / 1000;
+    memcpy(c->request_id, rq->id, sizeof c->request_id);
+    size_t nops;
+    c->op_index = (int)(op - api_ops(&nops));
+    c->latency = -1;
     jsonw_init(&c->w, &c->out);
     jsonw_obj_begin(&c->w);
 
@@ -191,7 +261,7 @@ static void handle_api(server_t *srv, http_request_t *req, const auth_principal_
         input = blen ? cbor_to_json(body, blen, err, sizeof err) : cJSON_CreateObject();
         if (input == NULL) {
             api_abandon(c);
-            reply_error_as(req, KERR_SERIALIZATION, err, true);
+            reply_error_as(rq, KERR_SERIALIZATION, err, true);
             return;
         }
     } else {
@@ -200,13 +270,13 @@ static void handle_api(server_t *srv, http_request_t *req, const auth_principal_
     if (input == NULL || !cJSON_IsObject(input)) {
         cJSON_Delete(input);
         api_abandon(c);
-        reply_error(req, KERR_SERIALIZATION, input == NULL ? "Malformed JSON request body" : "Expected a JSON object");
+        reply_error(rq, KERR_SERIALIZATION, input == NULL ? "Malformed JSON request body" : "Expected a JSON object");
         return;
     }
     buf_t msg = BUF_INIT;
     kerr_t verr = validate_input(input, op->input, &msg);
     if (verr != KERR_NONE) {
-        reply_error_as(req, verr, buf_cstr(&msg), cbor);
+        reply_error_as(rq, verr, buf_cstr(&msg), cbor);
         buf_dispose(&msg);
         cJSON_Delete(input);
         api_abandon(c);

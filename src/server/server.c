@@ -17,7 +17,9 @@
 #include "server/autoscale.h"
 #include "server/dataplane.h"
 #include "server/api/api.h"
+#include "server/metrics.h"
 #include "server/protocol.h"
+#include "server/reqlog.h"
 
 void server_config_defaults(server_config_t *cfg)
 {
@@ -45,20 +47,60 @@ void server_config_defaults(server_config_t *cfg)
 }
 
 
+/* Puts the request log as cfg says. Returns 0, or -errno with err filled (nothing changed). */
+static int apply_request_log(server_t *srv, const server_config_t *cfg, char *err, size_t errlen)
+{
+    int rc = reqlog_configure(srv->reqlog, cfg->request_log, cfg->request_log_file, err, errlen);
+    if (rc == 0) {
+        log_info("request log: %s%s%s", reqlog_mode_name(cfg->request_log), cfg->request_log == REQLOG_OFF ? "" : " to ",
+                 cfg->request_log == REQLOG_OFF ? "" : cfg->request_log_file[0] ? cfg->request_log_file : "stderr");
+    }
+    return rc;
+}
+
+/* SIGHUP: the credentials, and what may change while running (the request log), from a fresh reading of
+ * the configuration. */
+static void reload(server_t *srv)
+{
+    auth_reload(srv);
+    server_config_t fresh;
+    if (srv->reload == NULL || !srv->reload(&fresh, srv->reload_arg)) {
+        return;
+    }
+    char err[512];
+    if (apply_request_log(srv, &fresh, err, sizeof err) != 0) {
+        log_error("SIGHUP: keeping the request log as it was: %s", err);
+        return;
+    }
+    srv->cfg.request_log = fresh.request_log;
+    snprintf(srv->cfg.request_log_file, sizeof srv->cfg.request_log_file, "%s", fresh.request_log_file);
+}
+
 int server_start(server_t *srv, const server_config_t *cfg)
 {
     memset(srv, 0, sizeof *srv);
     srv->cfg = *cfg;
+    srv->started_ms = clock_now_ms();
     atomic_init(&srv->ready, false);
-    int rc = mkdir_p(cfg->data_dir);
+    srv->metrics = metrics_new();
+    srv->reqlog = reqlog_new();
+    char err[512] = "";
+    int rc = apply_request_log(srv, cfg, err, sizeof err);
     if (rc != 0) {
-        log_error("cannot create data folder %s: %s", cfg->data_dir, strerror(-rc));
+        log_error("%s", err);
+        server_stop(srv);
         return rc;
     }
-    char err[512] = "";
+    rc = mkdir_p(cfg->data_dir);
+    if (rc != 0) {
+        log_error("cannot create data folder %s: %s", cfg->data_dir, strerror(-rc));
+        server_stop(srv);
+        return rc;
+    }
     srv->catalog = catalog_open(cfg->data_dir, err, sizeof err);
     if (srv->catalog == NULL) {
         log_error("%s", err);
+        server_stop(srv);
         return -EIO;
     }
     engine_local_options_t eo = {.data_dir = cfg->data_dir, .durability = cfg->durability,
@@ -68,8 +110,7 @@ int server_start(server_t *srv, const server_config_t *cfg)
     srv->engine = engine_local_new(&eo, err, sizeof err);
     if (srv->engine == NULL) {
         log_error("%s", err);
-        catalog_close(srv->catalog);
-        srv->catalog = NULL;
+        server_stop(srv);
         return -EIO;
     }
     catalog_set_drop_hook(srv->catalog, dataplane_drop_stream, srv);
@@ -172,10 +213,14 @@ void server_run(server_t *srv)
             catalog_unlock(srv->catalog);
             dataplane_trim(srv, now);
             subscribe_tick(srv, now);
+            catalog_rdlock(srv->catalog);
+            metrics_sweep(srv->metrics, srv->catalog);
+            catalog_unlock(srv->catalog);
+            http_server_probe(srv->http);
             continue;
         }
         if (sig == SIGHUP) {
-            auth_reload(srv);
+            reload(srv);
             continue;
         }
         log_info("%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -204,5 +249,9 @@ void server_stop(server_t *srv)
         catalog_close(srv->catalog);
         srv->catalog = NULL;
     }
-    log_info("stopped");
+    metrics_free(srv->metrics);
+    srv->metrics = NULL;
+    reqlog_free(srv->reqlog);
+    srv->reqlog = NULL;
+    log_info("stopped; data in %s", srv->cfg.data_dir);
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "server/http.h"
+#include "server/reqlog.h"
 #include "store/catalog.h"
 #include "store/engine.h"
 
@@ -39,7 +40,13 @@ typedef struct server_config {
     char tls_cert[4096];         /* --tls-cert / --tls-key: also serve HTTPS on tls_port */
     char tls_key[4096];
     int tls_port;
+    reqlog_mode_t request_log;     /* --request-log (off by default; changes on SIGHUP) */
+    char request_log_file[4096];   /* --request-log-file ("": stderr; reopened on SIGHUP) */
 } server_config_t;
+
+/* Reads the configuration afresh, as at start (for SIGHUP): fills cfg and returns true, or returns false
+ * (having said why). */
+typedef bool (*server_config_loader_fn)(server_config_t *cfg, void *arg);
 
 typedef struct server {
     server_config_t cfg;
@@ -53,6 +60,11 @@ typedef struct server {
     int64_t autoscale_tick_ms; /* the autoscaler's last tick (housekeeping thread) */
     struct fanout *fanout;     /* SubscribeToShard subscriptions (api/subscribe.c) */
     struct auth *auth;         /* request authentication (auth.c) */
+    struct metrics *metrics;   /* Kinesis metrics and request counters (metrics.h) */
+    struct reqlog *reqlog;     /* the request log (reqlog.h) */
+    int64_t started_ms;        /* wall clock, when server_start began */
+    server_config_loader_fn reload; /* set by the caller before server_run; NULL: SIGHUP reloads credentials only */
+    void *reload_arg;
 } server_t;
 
 /* Fills cfg with the documented defaults. */
@@ -60,7 +72,9 @@ void server_config_defaults(server_config_t *cfg);
 /* Opens the data folder and catalog, starts listening and prints "eddy listening on http://HOST:PORT".
  * Returns 0 or a negative code (message already logged). */
 int server_start(server_t *srv, const server_config_t *cfg);
-/* Runs housekeeping (state transitions, retention) every second until SIGINT or SIGTERM. The caller must
+/* Runs housekeeping (state transitions, retention, metrics) every second until SIGINT or SIGTERM. SIGHUP
+ * reloads the credentials file and, through srv->reload, the request log settings (and reopens its file,
+ * for logrotate); other settings need a restart. The caller must
  * have blocked those signals in every thread (server_block_signals before server_start). */
 void server_run(server_t *srv);
 void server_block_signals(void);

@@ -18,6 +18,7 @@
 #ifndef EDDY_STORE_CATALOG_H
 #define EDDY_STORE_CATALOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -98,6 +99,7 @@ typedef struct consumer {
     tag_t *tags;               /* sorted by key */
     size_t tag_count;
     char *policy;              /* resource policy (JSON text) or NULL */
+    _Atomic uint32_t metrics_id; /* the server's metrics series (server/metrics.h); 0 until first used */
 } consumer_t;
 
 /* Operations AWS limits per rolling 24 hours, remembered per stream (the newest few of each kind). */
@@ -121,6 +123,7 @@ typedef struct stream {
     consumer_t *consumers; /* in registration order */
     size_t consumer_count;
     char *policy; /* resource policy (JSON text) or NULL */
+    _Atomic uint32_t metrics_id; /* the server's metrics series (server/metrics.h); 0 until first used */
 } stream_t;
 
 typedef struct catalog catalog_t;

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/histogram.h"
 #include "store/shardlog.h"
 
 typedef enum durability {
@@ -72,6 +73,10 @@ typedef struct engine_ops {
      * in clear when key_id is NULL. Returns 0, or -ENOKEY when the engine does not hold that key: the setting
      * is kept and appends fail with -ENOKEY until it does (never stored in clear instead). */
     int (*set_encryption)(engine_t *e, engine_shard_t *s, const char *key_id);
+    /* Bytes the stream's records take on disk (0 when it has none). Any thread. */
+    uint64_t (*stream_disk_bytes)(engine_t *e, const char *stream);
+    /* Adds the durations of the engine's syncs (fdatasync, one per shard log per group commit) into snap. */
+    void (*sync_latency)(engine_t *e, histogram_snapshot_t *snap);
     /* Stops the engine's threads (after syncing) and frees it. */
     void (*close)(engine_t *e);
 } engine_ops_t;

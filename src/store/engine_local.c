@@ -16,10 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "store/engine.h"
 #include "store/keystore.h"
@@ -68,6 +70,7 @@ typedef struct local_engine {
     open_log_t logs;      /* sentinel of the list of open shards */
     sync_worker_t workers[SYNC_WORKERS];
     int nworkers;         /* started */
+    histogram_t sync_latency; /* of every shard_log_sync that wrote something */
 } local_engine_t;
 
 const char *durability_name(durability_t d)
@@ -220,12 +223,21 @@ static int set_encryption(engine_t *e, engine_shard_t *s, const char *key_id)
     return shard_log_set_encryption(s->log, key_id);
 }
 
+/* shard_log_sync, timed. */
+static int timed_sync(local_engine_t *le, shard_log_t *log)
+{
+    int64_t start = clock_monotonic_us();
+    int rc = shard_log_sync(log, NULL);
+    histogram_observe(&le->sync_latency, (uint64_t)(clock_monotonic_us() - start));
+    return rc;
+}
+
 /* Syncs each distinct log of the batch once and completes its waiters. */
-static void complete_batch(waiter_t *batch)
+static void complete_batch(local_engine_t *le, waiter_t *batch)
 {
     while (batch != NULL) {
         shard_log_t *log = batch->log;
-        int rc = shard_log_sync(log, NULL);
+        int rc = timed_sync(le, log);
         /* A waiter whose records a failed sync discarded (possibly an earlier sync than this one: its
          * records may have been appended while that sync ran) must not be told they are durable. */
         uint64_t generation = shard_log_generation(log);
@@ -265,7 +277,7 @@ static void sync_all(local_engine_t *le)
     }
     pthread_mutex_unlock(&le->lock);
     for (size_t i = 0; i < n; i++) {
-        shard_log_sync(logs[i], NULL);
+        timed_sync(le, logs[i]);
         shard_log_unref(logs[i]);
     }
     free(logs);
@@ -301,7 +313,7 @@ static void *sync_main(void *arg)
         wk->head = wk->tail = NULL;
         bool stopping = wk->stopping;
         pthread_mutex_unlock(&wk->lock);
-        complete_batch(batch);
+        complete_batch(le, batch);
         if (stopping && batch == NULL) {
             return NULL;
         }
@@ -324,6 +336,47 @@ static void stop_workers(local_engine_t *le)
         pthread_cond_destroy(&le->workers[i].wake);
     }
     le->nworkers = 0;
+}
+
+/* Sums the sizes of the regular files under dir (a stream's shard folders hold files only). */
+static uint64_t folder_bytes(const char *dir, int depth)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return 0;
+    }
+    uint64_t total = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL) {
+        if (ent->d_name[0] == '.') {
+            continue;
+        }
+        char path[4600];
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        struct stat st;
+        if (lstat(path, &st) != 0) {
+            continue; /* removed meanwhile (trimmed) */
+        }
+        if (S_ISREG(st.st_mode)) {
+            total += (uint64_t)st.st_blocks * 512;
+        } else if (S_ISDIR(st.st_mode) && depth > 0) {
+            total += folder_bytes(path, depth - 1);
+        }
+    }
+    closedir(d);
+    return total;
+}
+
+static uint64_t stream_disk_bytes(engine_t *e, const char *stream)
+{
+    char dir[4400];
+    snprintf(dir, sizeof dir, "%s/streams/%s", local(e)->data_dir, stream);
+    return folder_bytes(dir, 1);
+}
+
+static void sync_latency(engine_t *e, histogram_snapshot_t *snap)
+{
+    histogram_add_to(&local(e)->sync_latency, snap);
 }
 
 static void engine_close(engine_t *e)
@@ -352,6 +405,8 @@ static const engine_ops_t local_ops = {
     .trim = trim,
     .resolve_key = resolve_key,
     .set_encryption = set_encryption,
+    .stream_disk_bytes = stream_disk_bytes,
+    .sync_latency = sync_latency,
     .close = engine_close,
 };
 

@@ -31,6 +31,14 @@ typedef struct api_call {
     jsonw_t w;  /* writer over out, with the top-level object already open */
     bool done;
     bool cbor; /* the request came as application/x-amz-cbor-1.1: reply in CBOR (out is converted) */
+    /* for metrics and the request log */
+    int64_t start_us;    /* monotonic, when the request was received */
+    int64_t start_ms;    /* wall clock, the same moment */
+    char request_id[37]; /* x-amzn-requestid */
+    int op_index;        /* of op in api_ops() */
+    char stream[STREAM_NAME_MAX + 1]; /* the stream the call is about, once known ("" until then) */
+    uint32_t series;     /* its metrics series (0: none) */
+    int latency;         /* metrics_histogram_t to record the call's latency into, or -1 */
 } api_call_t;
 
 typedef void (*api_handler_fn)(api_call_t *c);
@@ -59,6 +67,14 @@ void api_error(api_call_t *c, kerr_t code, const char *fmt, ...) __attribute__((
 
 /* Frees a call whose client went away, without replying. */
 void api_abandon(api_call_t *c);
+/* Counts a finished request in the metrics and writes its request-log line. finish() does it for calls;
+ * protocol.c for the requests that never became one (c NULL: request_id and start_us, monotonic, describe
+ * the request; the operation is the path). */
+void api_observe(server_t *srv, const api_call_t *c, http_request_t *req, const char *request_id, int64_t start_us,
+                 int status, const char *error, size_t bytes_out);
+/* Notes the stream a call is about (for the request log) and its metrics series; latency is the
+ * metrics_histogram_t the call's latency counts in, or -1. Requires the catalog lock. */
+void api_note_stream(api_call_t *c, stream_t *s, int latency);
 
 /* Input helpers: NULL/false when absent (input is already validated for types). */
 const char *api_str(const api_call_t *c, const char *name);
@@ -120,6 +136,16 @@ void subscribe_dispose(server_t *srv);
 bool subscribe_any(server_t *srv);
 void subscribe_notify(server_t *srv, const char *stream, uint32_t shard);
 void subscribe_tick(server_t *srv, int64_t now_ms);
+/* The open subscriptions (*out malloc'd; the caller frees it). Any thread. */
+typedef struct subscribe_info {
+    char stream[STREAM_NAME_MAX + 1];
+    int64_t stream_created_ms;
+    char consumer[CONSUMER_NAME_MAX + 1];
+    uint32_t shard;
+    int64_t millis_behind; /* of its last event */
+    int64_t started_ms;
+} subscribe_info_t;
+size_t subscribe_list(server_t *srv, subscribe_info_t **out);
 /* Ends every subscription (their streams finish cleanly), so that a graceful stop need not wait for them. */
 void subscribe_end_all(server_t *srv);
 /* Wakes every subscription of a stream (after a reshard, a deregistration or a deletion, so that they

@@ -5,20 +5,97 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "server/api/api.h"
+#include "server/metrics.h"
+#include "server/reqlog.h"
 #include "server/cbor_json.h"
 
-static void finish(api_call_t *c, int status)
+void api_note_stream(api_call_t *c, stream_t *s, int latency)
+{
+    memcpy(c->stream, s->name, strlen(s->name) + 1); /* names fit: STREAM_NAME_MAX */
+    c->series = metrics_stream_series(c->srv->metrics, s);
+    c->latency = latency;
+}
+
+/* The stream a call names in its input (StreamName, or the stream part of StreamARN or ConsumerARN), for
+ * the request log, when the handler did not note one. */
+static void stream_from_input(const api_call_t *c, char out[STREAM_NAME_MAX + 1])
+{
+    const char *name = c->input != NULL ? api_str(c, "StreamName") : NULL;
+    if (name != NULL) {
+        snprintf(out, STREAM_NAME_MAX + 1, "%s", name);
+        return;
+    }
+    const char *arn = c->input != NULL ? api_str(c, "StreamARN") : NULL;
+    arn = arn != NULL ? arn : c->input != NULL ? api_str(c, "ConsumerARN") : NULL;
+    const char *p = arn != NULL ? strstr(arn, ":stream/") : NULL;
+    if (p != NULL) {
+        p += strlen(":stream/");
+        size_t n = strcspn(p, "/");
+        snprintf(out, STREAM_NAME_MAX + 1, "%.*s", (int)(n > STREAM_NAME_MAX ? STREAM_NAME_MAX : n), p);
+    }
+}
+
+void api_observe(server_t *srv, const api_call_t *c, http_request_t *req, const char *request_id, int64_t start_us,
+                 int status, const char *error, size_t bytes_out)
+{
+    if (c != NULL) {
+        start_us = c->start_us;
+        request_id = c->request_id;
+    }
+    int64_t now_us = clock_monotonic_us();
+    int64_t us = now_us - start_us;
+    metrics_request(srv->metrics, c != NULL ? c->op_index : -1, status, (uint64_t)us);
+    if (c != NULL && c->series != 0 && c->latency >= 0) {
+        metrics_observe(srv->metrics, c->series, (metrics_histogram_t)c->latency, (uint64_t)us);
+    }
+    if (!reqlog_enabled(srv->reqlog)) {
+        return;
+    }
+    char stream[STREAM_NAME_MAX + 1] = "";
+    size_t bytes_in = 0;
+    http_request_body(req, &bytes_in);
+    size_t plen = 0;
+    const char *path = http_request_path(req, &plen);
+    char path_op[64];
+    snprintf(path_op, sizeof path_op, "%.*s", (int)(plen < 63 ? plen : 63), path);
+    if (c != NULL) {
+        snprintf(stream, sizeof stream, "%s", c->stream);
+        if (stream[0] == '\0') {
+            stream_from_input(c, stream);
+        }
+    }
+    reqlog_entry_t e = {
+        .time_ms = c != NULL ? c->start_ms : clock_now_ms() - us / 1000,
+        .request_id = request_id,
+        .operation = c != NULL ? c->op : path_op,
+        .stream = stream,
+        .status = status,
+        .error = error,
+        .latency_us = us,
+        .bytes_in = bytes_in,
+        .bytes_out = bytes_out,
+    };
+    reqlog_write(srv->reqlog, &e);
+}
+
+static void finish(api_call_t *c, int status, const char *error)
 {
     c->done = true;
+    size_t bytes_out;
     if (c->cbor) {
         buf_t body = BUF_INIT;
         if (c->out.len > 0 && json_to_cbor(c->out.data, c->out.len, &body) != 0) {
             log_error("%s: reply is not valid JSON; sent as an empty CBOR body", c->op);
         }
+        bytes_out = body.len;
+        api_observe(c->srv, c, c->req, NULL, 0, status, error, bytes_out);
         http_reply(c->req, status, "application/x-amz-cbor-1.1", &body);
     } else {
+        bytes_out = c->out.len;
+        api_observe(c->srv, c, c->req, NULL, 0, status, error, bytes_out);
         http_reply(c->req, status, "application/x-amz-json-1.1", &c->out);
     }
     cJSON_Delete((cJSON *)c->input);
@@ -36,13 +113,13 @@ void api_abandon(api_call_t *c)
 void api_ok(api_call_t *c)
 {
     jsonw_obj_end(&c->w);
-    finish(c, 200);
+    finish(c, 200, NULL);
 }
 
 void api_ok_empty(api_call_t *c)
 {
     buf_reset(&c->out);
-    finish(c, 200);
+    finish(c, 200, NULL);
 }
 
 void api_error(api_call_t *c, kerr_t code, const char *fmt, ...)
@@ -65,7 +142,7 @@ void api_error(api_call_t *c, kerr_t code, const char *fmt, ...)
         log_error("%s: %s: %s", c->op, info->type, buf_cstr(&msg));
     }
     buf_dispose(&msg);
-    finish(c, info->http_status);
+    finish(c, info->http_status, info->type);
 }
 
 const char *api_str(const api_call_t *c, const char *name)

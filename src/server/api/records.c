@@ -18,6 +18,7 @@
 #include "server/api/api.h"
 #include "server/api/put_parse.h"
 #include "server/dataplane.h"
+#include "server/metrics.h"
 #include "store/seqnum.h"
 
 #define PUT_RECORDS_MAX_BYTES (5u << 20)
@@ -110,6 +111,7 @@ typedef struct put {
     put_group_t *groups;
     size_t ngroups;
     unsigned char *blob;
+    uint32_t series; /* the stream's metrics series */
     _Atomic int pending;
 } put_t;
 
@@ -129,6 +131,34 @@ static void throttle_message(put_t *p, uint32_t shard_index, buf_t *out)
                p->c->srv->cfg.account_id);
 }
 
+/* The stream-level metrics of a finished put (its latency is recorded when the reply goes out). */
+static void count_put(const put_t *p)
+{
+    uint64_t ok = 0, throttled = 0, failed = 0, bytes = 0;
+    for (size_t i = 0; i < p->count; i++) {
+        const put_record_t *r = &p->records[i];
+        ok += r->state == REC_OK;
+        throttled += r->state == REC_THROTTLED;
+        failed += r->state == REC_FAILED;
+        bytes += r->state == REC_OK ? r->data_len + r->pk_len : 0;
+    }
+    metrics_t *m = p->c->srv->metrics;
+    metrics_add(m, p->series, MC_INCOMING_RECORDS, ok);
+    metrics_add(m, p->series, MC_INCOMING_BYTES, bytes);
+    metrics_add(m, p->series, MC_WRITE_THROTTLED, throttled);
+    if (p->single) {
+        metrics_add(m, p->series, MC_PUT_RECORD_SUCCESS, ok);
+        metrics_add(m, p->series, MC_PUT_RECORD_BYTES, bytes);
+        return;
+    }
+    metrics_add(m, p->series, MC_PUT_RECORDS_SUCCESS, ok > 0);
+    metrics_add(m, p->series, MC_PUT_RECORDS_BYTES, bytes);
+    metrics_add(m, p->series, MC_PUT_RECORDS_SUCCESSFUL_RECORDS, ok);
+    metrics_add(m, p->series, MC_PUT_RECORDS_FAILED_RECORDS, failed);
+    metrics_add(m, p->series, MC_PUT_RECORDS_THROTTLED_RECORDS, throttled);
+    metrics_add(m, p->series, MC_PUT_RECORDS_TOTAL_RECORDS, p->count);
+}
+
 /* Builds and sends the reply (loop thread). Shards and streams are not touched: only copies. */
 static void put_finish(void *arg)
 {
@@ -142,18 +172,19 @@ static void put_finish(void *arg)
             }
         }
     }
-    if (p->orphaned) {
-        api_abandon(c);
-        put_free(p);
-        return;
-    }
-    http_guard_cancel(p->guard);
     for (size_t i = 0; i < p->count; i++) {
         put_record_t *r = &p->records[i];
         if (r->state == REC_OK && p->groups[r->group].status != 0) {
             r->state = REC_FAILED;
         }
     }
+    count_put(p);
+    if (p->orphaned) {
+        api_abandon(c);
+        put_free(p);
+        return;
+    }
+    http_guard_cancel(p->guard);
     char seq[SEQNUM_STR_MAX], id[32];
     seqnum_cursor_t cursor = {0};
     /* one cursor per shard: a request's records alternate between shards, and a cursor only makes the
@@ -329,6 +360,7 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
     }
     size_t count = body->count;
     size_t max_record = (size_t)s->cfg.max_record_kib * 1024;
+    api_note_stream(c, s, single ? MH_PUT_RECORD_LATENCY : MH_PUT_RECORDS_LATENCY);
 
     put_t *p = calloc(1, sizeof *p);
     if (p == NULL) {
@@ -336,6 +368,7 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
     }
     p->c = c;
     p->single = single;
+    p->series = c->series;
     snprintf(p->stream_name, sizeof p->stream_name, "%s", s->name);
     p->tag = seqnum_stream_tag(s->name, s->created_ms);
     p->encrypted = s->cfg.encrypted;
@@ -388,6 +421,7 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
         }
         if (srv->cfg.shard_limits && !dataplane_take_write(r->shard->rt, c->now_ms, r->data_len + r->pk_len)) {
             r->state = REC_THROTTLED;
+            dataplane_count(s, &r->shard->rt->m_write_throttled, METRIC_WRITE_PROVISIONED_THROUGHPUT_EXCEEDED, 1);
             continue;
         }
         size_t g = 0;
@@ -410,12 +444,13 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
     p->guard = http_request_guard(c->req, put_orphaned, p);
     for (size_t g = 0; g < p->ngroups; g++) {
         shard_t *sh = p->groups[g].shard;
-        size_t n = 0;
+        size_t n = 0, group_bytes = 0;
         for (size_t i = 0; i < count; i++) {
             put_record_t *r = &p->records[i];
             if (r->state == REC_OK && r->group == (int)g) {
                 entries[n] = (log_entry_t){r->pk, r->pk_len, r->data, r->data_len};
                 members[n++] = i;
+                group_bytes += r->pk_len + r->data_len;
             }
         }
         uint64_t first = 0, ticket = 0;
@@ -431,6 +466,8 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
             p->records[members[k]].index = first + k;
             p->records[members[k]].arrival_ms = arrival;
         }
+        dataplane_count(s, &sh->rt->m_incoming_records, METRIC_INCOMING_RECORDS, n);
+        dataplane_count(s, &sh->rt->m_incoming_bytes, METRIC_INCOMING_BYTES, group_bytes);
         group_wait_t *w = malloc(sizeof *w);
         if (w == NULL) {
             abort();
@@ -750,6 +787,7 @@ void op_get_records(api_call_t *c)
         api_stream_not_found(c, pos.stream);
         return;
     }
+    api_note_stream(c, s, MH_GET_RECORDS_LATENCY);
     shard_t *sh = (shard_t *)stream_find_shard(s, pos.shard);
     if (sh == NULL || sh->rt == NULL) {
         char id[32];
@@ -759,6 +797,8 @@ void op_get_records(api_call_t *c)
         return;
     }
     if (srv->cfg.shard_limits && !dataplane_take_read(sh->rt, c->now_ms)) {
+        metrics_add(srv->metrics, c->series, MC_READ_THROTTLED, 1);
+        dataplane_count(s, &sh->rt->m_read_throttled, METRIC_READ_PROVISIONED_THROUGHPUT_EXCEEDED, 1);
         char id[32];
         shard_id_format(sh->index, id);
         api_error(c, KERR_PROVISIONED_THROUGHPUT_EXCEEDED, "Rate exceeded for Shard - %s in stream %s under account %s.",
@@ -809,5 +849,13 @@ void op_get_records(api_call_t *c)
     }
     jsonw_key(&c->w, "MillisBehindLatest");
     jsonw_int(&c->w, behind);
+    metrics_add(srv->metrics, c->series, MC_GET_RECORDS_SUCCESS, 1);
+    metrics_add(srv->metrics, c->series, MC_GET_RECORDS_RECORDS, rc.count);
+    metrics_add(srv->metrics, c->series, MC_GET_RECORDS_BYTES, rc.bytes);
+    dataplane_count(s, &sh->rt->m_outgoing_records, METRIC_OUTGOING_RECORDS, rc.count);
+    dataplane_count(s, &sh->rt->m_outgoing_bytes, METRIC_OUTGOING_BYTES, rc.bytes);
+    /* GetRecords.IteratorAgeMilliseconds: the age of the last record returned (0 at the tip) */
+    atomic_store_explicit(&sh->rt->iterator_age_ms, behind, memory_order_relaxed);
+    atomic_store_explicit(&sh->rt->iterator_age_at_ms, c->now_ms, memory_order_relaxed);
     api_ok(c);
 }

@@ -34,6 +34,7 @@
 #include "server/api/api.h"
 #include "server/cbor_json.h"
 #include "server/dataplane.h"
+#include "server/metrics.h"
 
 #define RESUBSCRIBE_MS 5000
 #define HEARTBEAT_MS 5000
@@ -56,6 +57,7 @@ typedef struct sub {
     int64_t last_arrival_ms; /* of the last record delivered (0: none yet) */
     int64_t started_ms;
     _Atomic int64_t last_event_ms;
+    _Atomic int64_t millis_behind; /* MillisBehindLatest of the last event */
     _Atomic int refs;
     atomic_bool wake_queued;
     atomic_bool end_requested; /* replaced by a newer subscription */
@@ -183,6 +185,37 @@ void subscribe_end_all(server_t *srv)
         schedule(sub);
     }
     pthread_mutex_unlock(&f->lock);
+}
+
+size_t subscribe_list(server_t *srv, subscribe_info_t **out)
+{
+    struct fanout *f = registry(srv);
+    *out = NULL;
+    if (f == NULL) {
+        return 0;
+    }
+    pthread_mutex_lock(&f->lock);
+    size_t n = 0;
+    for (sub_t *sub = f->head; sub != NULL; sub = sub->next) {
+        n++;
+    }
+    subscribe_info_t *list = calloc(n ? n : 1, sizeof *list);
+    if (list == NULL) {
+        abort();
+    }
+    n = 0;
+    for (sub_t *sub = f->head; sub != NULL; sub = sub->next) {
+        subscribe_info_t *i = &list[n++];
+        snprintf(i->stream, sizeof i->stream, "%s", sub->stream);
+        i->stream_created_ms = sub->stream_created_ms;
+        snprintf(i->consumer, sizeof i->consumer, "%s", sub->consumer);
+        i->shard = sub->shard;
+        i->millis_behind = atomic_load(&sub->millis_behind);
+        i->started_ms = sub->started_ms;
+    }
+    pthread_mutex_unlock(&f->lock);
+    *out = list;
+    return n;
 }
 
 bool subscribe_any(server_t *srv)
@@ -332,6 +365,13 @@ static bool deliver_one(sub_t *sub, int64_t now_ms, bool *ended)
     jsonw_obj_end(&w);
     write_event(sub, "SubscribeToShardEvent", NULL, &payload);
     buf_dispose(&payload);
+    atomic_store(&sub->millis_behind, behind);
+    uint32_t series = metrics_consumer_series(srv->metrics, s, con);
+    metrics_add(srv->metrics, series, MC_SUBSCRIBE_EVENT_SUCCESS, 1);
+    metrics_add(srv->metrics, series, MC_SUBSCRIBE_EVENT_RECORDS, rw.count);
+    metrics_add(srv->metrics, series, MC_SUBSCRIBE_EVENT_BYTES, rw.bytes);
+    dataplane_count(s, &sh->rt->m_outgoing_records, METRIC_OUTGOING_RECORDS, rw.count);
+    dataplane_count(s, &sh->rt->m_outgoing_bytes, METRIC_OUTGOING_BYTES, rw.bytes);
     atomic_store(&sub->last_event_ms, now_ms);
     if (shard_end) {
         end_stream(sub);
@@ -458,6 +498,7 @@ void op_subscribe_to_shard(api_call_t *c)
     }
     if (too_soon || (old != NULL && c->now_ms - old->started_ms < RESUBSCRIBE_MS)) {
         pthread_mutex_unlock(&f->lock);
+        metrics_add(srv->metrics, metrics_consumer_series(srv->metrics, s, con), MC_SUBSCRIBE_RATE_EXCEEDED, 1);
         char id[32];
         shard_id_format(sh->index, id);
         api_error(c, KERR_RESOURCE_IN_USE,
@@ -503,6 +544,9 @@ void op_subscribe_to_shard(api_call_t *c)
     atomic_fetch_add(&f->count, 1);
     pthread_mutex_unlock(&f->lock);
 
+    /* logged and counted when it starts (its events have metrics of their own) */
+    snprintf(c->stream, sizeof c->stream, "%s", s->name);
+    api_observe(srv, c, c->req, NULL, 0, 200, NULL, 0);
     http_stream_events_t events = {on_drain, on_close, sub};
     sub->hs = http_stream_start(c->req, 200, "application/vnd.amazon.eventstream", &events);
     sub->cbor = c->cbor;
