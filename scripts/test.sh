@@ -9,6 +9,7 @@ scripts/deps.sh test
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export EDDY_REQUIRE_BROWSER=1 # the dashboard's browser test must run (deps.sh installs chromium)
 
 # The fuzzers (clang, libFuzzer), ten seconds each on their seed corpora.
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DEDDY_FUZZ=ON -DEDDY_TESTS=OFF \

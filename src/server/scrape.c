@@ -567,6 +567,17 @@ static void json_shard_id(jsonw_t *w, int64_t index)
     jsonw_str(w, id);
 }
 
+/* "key": v, or "key": null when v is `none`. */
+static void json_optional(jsonw_t *w, const char *key, int64_t v, int64_t none)
+{
+    jsonw_key(w, key);
+    if (v != none) {
+        jsonw_int(w, v);
+    } else {
+        jsonw_null(w);
+    }
+}
+
 static void json_counter(jsonw_t *w, const char *key, uint64_t v)
 {
     jsonw_key(w, key);
@@ -615,12 +626,7 @@ static void json_stream(server_t *srv, const view_t *v, const stream_view_t *sv,
     }
     json_counter(w, "subscribe_event_records", sub_records);
     jsonw_obj_end(w);
-    jsonw_key(w, "iterator_age_ms");
-    if (sv->iterator_age_ms >= 0) {
-        jsonw_int(w, sv->iterator_age_ms);
-    } else {
-        jsonw_null(w);
-    }
+    json_optional(w, "iterator_age_ms", sv->iterator_age_ms, -1);
     jsonw_key(w, "shards");
     jsonw_arr_begin(w);
     for (size_t k = 0; k < sv->nshards; k++) {
@@ -641,18 +647,8 @@ static void json_stream(server_t *srv, const view_t *v, const stream_view_t *sv,
         jsonw_key(w, "adjacent_parent");
         json_shard_id(w, x->adjacent_parent);
         json_counter(w, "created_ms", (uint64_t)x->created_ms);
-        jsonw_key(w, "closed_ms");
-        if (x->closed_ms != 0) {
-            jsonw_int(w, x->closed_ms);
-        } else {
-            jsonw_null(w);
-        }
-        jsonw_key(w, "iterator_age_ms");
-        if (x->iterator_age_ms >= 0) {
-            jsonw_int(w, x->iterator_age_ms);
-        } else {
-            jsonw_null(w);
-        }
+        json_optional(w, "closed_ms", x->closed_ms, 0);
+        json_optional(w, "iterator_age_ms", x->iterator_age_ms, -1);
         jsonw_obj_end(w);
     }
     jsonw_arr_end(w);
@@ -676,12 +672,7 @@ static void json_stream(server_t *srv, const view_t *v, const stream_view_t *sv,
         json_counter(w, "subscribe_event_bytes", cv->counters[MC_SUBSCRIBE_EVENT_BYTES]);
         json_counter(w, "rate_exceeded", cv->counters[MC_SUBSCRIBE_RATE_EXCEEDED]);
         jsonw_obj_end(w);
-        jsonw_key(w, "millis_behind_latest");
-        if (cv->millis_behind >= 0) {
-            jsonw_int(w, cv->millis_behind);
-        } else {
-            jsonw_null(w);
-        }
+        json_optional(w, "millis_behind_latest", cv->millis_behind, -1);
         jsonw_key(w, "subscriptions");
         jsonw_arr_begin(w);
         for (size_t i = 0; i < v->nsubs; i++) {

@@ -35,7 +35,7 @@ from botocore.exceptions import ClientError
 
 from conftest import make_kinesis, stream_arn, unique_name, wait_until
 from eddyproc import shard_id
-from test_fanout_boto3 import Subscription
+from test_fanout_boto3 import subscribe  # noqa: F401  (a fixture: Subscriptions closed at teardown)
 
 SHARD0, SHARD1 = shard_id(0), shard_id(1)
 THROTTLED = "ProvisionedThroughputExceededException"
@@ -399,22 +399,6 @@ def kin(eddy):
     return make_kinesis(eddy.endpoint)
 
 
-@pytest.fixture
-def subscriptions(eddy_factory):
-    """subscriptions(kin, consumer_arn, shard, **StartingPosition) -> a Subscription (test_fanout_boto3); all
-    are closed at teardown, before the servers stop (this fixture depends on eddy_factory)."""
-    subs = []
-
-    def make(kin, consumer_arn, shard=SHARD0, **position):
-        sub = Subscription(kin, consumer_arn, shard, position)
-        subs.append(sub)
-        return sub
-
-    yield make
-    for sub in subs:
-        sub.close()
-
-
 # ---------------------------------------------------------------------------------------------------
 # Exact counts after a known workload
 
@@ -613,7 +597,7 @@ def test_shard_level_series_follow_enhanced_monitoring(eddy, kin):
 # Enhanced fan-out consumers
 
 
-def test_consumer_metrics_count_subscription_events(eddy, kin, subscriptions):
+def test_consumer_metrics_count_subscription_events(eddy, kin, subscribe):
     name = new_stream(kin)
     cname = "reader-1"
     carn = kin.register_stream_consumer(StreamARN=stream_arn(name), ConsumerName=cname)["Consumer"]["ConsumerARN"]
@@ -624,7 +608,7 @@ def test_consumer_metrics_count_subscription_events(eddy, kin, subscriptions):
     wait_until(lambda: consumer_status() == "ACTIVE", message="consumer ACTIVE")
     labels = {"stream": name, "consumer": cname}
 
-    sub = subscriptions(kin, carn, Type="LATEST")
+    sub = subscribe(kin, carn, Type="LATEST")
     # An immediate second subscription for the same consumer and shard is refused (5 s rule).
     with pytest.raises(ClientError) as e:
         kin.subscribe_to_shard(ConsumerARN=carn, ShardId=SHARD0, StartingPosition={"Type": "LATEST"})
