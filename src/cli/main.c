@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli/cert.h"
+#include "cli/put.h"
 #include "common/log.h"
 #include "server/server.h"
 
@@ -26,6 +27,7 @@ static void usage(FILE *out)
                  "commands:\n"
                  "  serve     run the server (eddy serve --help for its options)\n"
                  "  cert      create a local CA and a server certificate for TLS (eddy cert --help)\n"
+                 "  put       put lines or records from files or stdin into a stream (eddy put --help)\n"
                  "  version   print the version\n"
                  "  help      print this help\n",
             EDDY_VERSION);
@@ -465,6 +467,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "serve") == 0) {
         return cmd_serve(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "put") == 0) {
+        return put_main(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("eddy %s\n", EDDY_VERSION);

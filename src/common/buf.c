@@ -1,6 +1,7 @@
 /* buf: growable byte buffer (see buf.h for the invariants). */
 #include "common/buf.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -17,11 +18,11 @@ void buf_dispose(buf_t *b)
     buf_init(b);
 }
 
-void buf_reserve(buf_t *b, size_t extra)
+int buf_try_reserve(buf_t *b, size_t extra)
 {
     size_t need = b->len + extra + 1;
     if (need <= b->cap) {
-        return;
+        return 0;
     }
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need) {
@@ -29,11 +30,20 @@ void buf_reserve(buf_t *b, size_t extra)
     }
     char *p = realloc(b->data, cap);
     if (p == NULL) {
-        fprintf(stderr, "eddy: out of memory growing a buffer to %zu bytes\n", cap);
-        abort();
+        return -ENOMEM;
     }
     b->data = p;
     b->cap = cap;
+    return 0;
+}
+
+void buf_reserve(buf_t *b, size_t extra)
+{
+    if (buf_try_reserve(b, extra) == 0) {
+        return;
+    }
+    fprintf(stderr, "eddy: out of memory growing a buffer by %zu bytes\n", extra);
+    abort();
 }
 
 void buf_append(buf_t *b, const void *p, size_t n)

@@ -17,7 +17,7 @@
 #include "common/base64.h"
 #include "server/dataplane.h"
 #include "server/policy.h"
-#include "server/sigv4.h"
+#include "common/sigv4.h"
 
 #define AUTH_HEADERS_MAX 128
 
@@ -199,6 +199,12 @@ kerr_t auth_check(server_t *srv, http_request_t *req, auth_principal_t *who, cha
     }
     if (e == KERR_NONE) {
         e = sigv4_verify(&r, &parsed, key->secret, srv->cfg.region, "kinesis", now, msg, msglen);
+        if (e == KERR_INVALID_SIGNATURE) {
+            buf_t creq = BUF_INIT;
+            sigv4_verified_canonical_request(&r, &parsed, &creq);
+            log_debug("SigV4 mismatch for key %s; the canonical request was:\n%s", parsed.key_id, buf_cstr(&creq));
+            buf_dispose(&creq);
+        }
     }
     if (e != KERR_NONE) {
         credentials_unref(set);

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 #include "server/policy.h"
-#include "server/sigv4.h"
+#include "common/sigv4.h"
 
 #define CREDENTIALS_FILE_MAX (4u << 20)
 #define KEYS_MAX 10000

@@ -1,8 +1,7 @@
-/* sigv4: AWS Signature Version 4 verification (see sigv4.h). */
-#include "server/sigv4.h"
+/* sigv4: AWS Signature Version 4 verification and signing (see sigv4.h). */
+#include "common/sigv4.h"
 
-#include "common/log.h"
-
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -54,17 +53,27 @@ static bool unhex32(const char *s, size_t n, unsigned char out[32])
     return true;
 }
 
-static void sha256_hex(const void *p, size_t n, char out[65])
+/* OpenSSL 3's one-shot digest and HMAC allocate, so both can fail (out of memory): false then. */
+static bool sha256_hex(const void *p, size_t n, char out[65])
 {
     unsigned char d[32];
-    SHA256(p, n, d);
+    if (SHA256(p, n, d) == NULL) {
+        memset(out, '0', 64);
+        out[64] = '\0';
+        return false;
+    }
     hex(d, 32, out);
+    return true;
 }
 
-static void hmac(const void *key, size_t key_len, const void *msg, size_t len, unsigned char out[32])
+static bool hmac(const void *key, size_t key_len, const void *msg, size_t len, unsigned char out[32])
 {
     unsigned int out_len = 32;
-    HMAC(EVP_sha256(), key, (int)key_len, msg, len, out, &out_len);
+    if (HMAC(EVP_sha256(), key, (int)key_len, msg, len, out, &out_len) == NULL) {
+        memset(out, 0, 32);
+        return false;
+    }
+    return true;
 }
 
 bool sigv4_parse_amz_date(const char *s, size_t len, int64_t *ms)
@@ -250,21 +259,13 @@ static kerr_t parse_header_form(const sigv4_request_t *req, const char *v, size_
     size_t date_len = 0;
     bool has_date = header_value(req, "x-amz-date", &date_v, &date_len) || header_value(req, "date", &date_v, &date_len);
     if (cred == NULL || signed_h == NULL || sig == NULL || !has_date) {
-        buf_t m = BUF_INIT;
-        if (cred == NULL) {
-            buf_puts(&m, "Authorization header requires 'Credential' parameter. ");
-        }
-        if (signed_h == NULL) {
-            buf_puts(&m, "Authorization header requires 'SignedHeaders' parameter. ");
-        }
-        if (sig == NULL) {
-            buf_puts(&m, "Authorization header requires 'Signature' parameter. ");
-        }
-        if (!has_date) {
-            buf_puts(&m, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ");
-        }
-        snprintf(msg, msglen, "%sAuthorization=%.*s", buf_cstr(&m), (int)(n > 200 ? 200 : n), v);
-        buf_dispose(&m);
+        snprintf(msg, msglen, "%s%s%s%sAuthorization=%.*s",
+                 cred == NULL ? "Authorization header requires 'Credential' parameter. " : "",
+                 signed_h == NULL ? "Authorization header requires 'SignedHeaders' parameter. " : "",
+                 sig == NULL ? "Authorization header requires 'Signature' parameter. " : "",
+                 !has_date ? "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. "
+                           : "",
+                 (int)(n > 200 ? 200 : n), v);
         return KERR_INCOMPLETE_SIGNATURE;
     }
     if (!parse_credential(cred, cred_len, auth)) {
@@ -361,6 +362,38 @@ kerr_t sigv4_parse(const sigv4_request_t *req, sigv4_auth_t *auth, char *msg, si
     return KERR_MISSING_AUTHENTICATION_TOKEN;
 }
 
+/* ---- output that never aborts ---- */
+
+/* Canonicalisation appends to a buf_t through these: the first growth that fails sets nomem and every later
+ * append does nothing, so the code reads straight and checks once at the end. Each append reserves with
+ * buf_try_reserve first, so buf_append never needs to grow (and never aborts: this module is in libeddy). */
+typedef struct out {
+    buf_t *b;
+    bool nomem;
+} out_t;
+
+static void out_append(out_t *o, const void *p, size_t n)
+{
+    if (o->nomem || n == 0) {
+        return;
+    }
+    if (buf_try_reserve(o->b, n) != 0) {
+        o->nomem = true;
+        return;
+    }
+    buf_append(o->b, p, n);
+}
+
+static void out_putc(out_t *o, char c)
+{
+    out_append(o, &c, 1);
+}
+
+static void out_puts(out_t *o, const char *s)
+{
+    out_append(o, s, strlen(s));
+}
+
 /* ---- canonical request ---- */
 
 static bool unreserved(unsigned char c)
@@ -369,28 +402,31 @@ static bool unreserved(unsigned char c)
            c == '.' || c == '~';
 }
 
-static void encode_into(buf_t *out, const char *s, size_t n, bool keep_slash)
+static void encode_into(out_t *out, const char *s, size_t n, bool keep_slash)
 {
     static const char digits[] = "0123456789ABCDEF";
+    size_t from = 0; /* unreserved runs are appended whole */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (unreserved(c) || (keep_slash && c == '/')) {
-            buf_putc(out, (char)c);
-        } else {
-            char e[3] = {'%', digits[c >> 4], digits[c & 15]};
-            buf_append(out, e, 3);
+            continue;
         }
+        out_append(out, s + from, i - from);
+        char e[3] = {'%', digits[c >> 4], digits[c & 15]};
+        out_append(out, e, 3);
+        from = i + 1;
     }
+    out_append(out, s + from, n - from);
 }
 
 /* The path with "." and ".." segments removed (a trailing slash kept), encoded again. */
-static void canonical_uri(const sigv4_request_t *req, buf_t *out)
+static void canonical_uri(const sigv4_request_t *req, out_t *out)
 {
     const char *q = memchr(req->target, '?', req->target_len);
     size_t plen = q ? (size_t)(q - req->target) : req->target_len;
     const char *path = req->target;
     if (plen == 0 || path[0] != '/') {
-        buf_putc(out, '/');
+        out_putc(out, '/');
         return;
     }
     /* segments kept: offsets into path */
@@ -416,15 +452,15 @@ static void canonical_uri(const sigv4_request_t *req, buf_t *out)
     }
     bool trailing = plen > 1 && path[plen - 1] == '/';
     if (n == 0) {
-        buf_putc(out, '/');
+        out_putc(out, '/');
         return;
     }
     for (size_t k = 0; k < n; k++) {
-        buf_putc(out, '/');
+        out_putc(out, '/');
         encode_into(out, path + starts[k], lens[k], false);
     }
     if (trailing) {
-        buf_putc(out, '/');
+        out_putc(out, '/');
     }
 }
 
@@ -439,30 +475,30 @@ static int qparam_cmp(const void *a, const void *b)
     return c ? c : strcmp(x->value, y->value);
 }
 
+/* s decoded then encoded strictly, as a heap string; NULL when out of memory. */
 static char *encoded_copy(const char *s, size_t n)
 {
     char *tmp = malloc(n + 1);
     if (tmp == NULL) {
-        abort();
+        return NULL;
     }
     long d = url_decode(s, n, tmp, n);
     buf_t b = BUF_INIT;
+    out_t o = {&b, false};
     if (d < 0) {
-        encode_into(&b, s, n, false); /* not decodable: encode what was sent */
+        encode_into(&o, s, n, false); /* not decodable: encode what was sent */
     } else {
-        encode_into(&b, tmp, (size_t)d, false);
+        encode_into(&o, tmp, (size_t)d, false);
     }
     free(tmp);
-    buf_reserve(&b, 1);
-    size_t len;
-    char *out = buf_release(&b, &len);
-    if (out == NULL) {
-        out = calloc(1, 1);
+    if (o.nomem || buf_try_reserve(&b, 0) != 0) {
+        buf_dispose(&b);
+        return NULL;
     }
-    return out;
+    return buf_release(&b, NULL); /* cap > 0 now, so buf_release does not allocate */
 }
 
-static void canonical_query(const sigv4_request_t *req, bool presigned, buf_t *out)
+static void canonical_query(const sigv4_request_t *req, bool presigned, out_t *out)
 {
     size_t qlen;
     const char *q = query_of(req, &qlen);
@@ -472,7 +508,8 @@ static void canonical_query(const sigv4_request_t *req, bool presigned, buf_t *o
     size_t cap = 16, n = 0;
     qparam_t *params = malloc(cap * sizeof *params);
     if (params == NULL) {
-        abort();
+        out->nomem = true;
+        return;
     }
     while (qlen > 0 && n < 1000) {
         const char *amp = memchr(q, '&', qlen);
@@ -482,15 +519,21 @@ static void canonical_query(const sigv4_request_t *req, bool presigned, buf_t *o
             size_t klen = eq ? (size_t)(eq - q) : plen;
             if (!(presigned && equals(q, klen, "X-Amz-Signature"))) {
                 if (n == cap) {
-                    cap *= 2;
-                    params = realloc(params, cap * sizeof *params);
-                    if (params == NULL) {
-                        abort();
+                    qparam_t *bigger = realloc(params, 2 * cap * sizeof *params);
+                    if (bigger == NULL) {
+                        out->nomem = true;
+                        goto out;
                     }
+                    params = bigger;
+                    cap *= 2;
                 }
                 params[n].name = encoded_copy(q, klen);
                 params[n].value = eq ? encoded_copy(eq + 1, (size_t)(q + plen - eq - 1)) : encoded_copy("", 0);
                 n++;
+                if (params[n - 1].name == NULL || params[n - 1].value == NULL) {
+                    out->nomem = true;
+                    goto out;
+                }
             }
         }
         if (amp == NULL) {
@@ -502,11 +545,14 @@ static void canonical_query(const sigv4_request_t *req, bool presigned, buf_t *o
     qsort(params, n, sizeof *params, qparam_cmp);
     for (size_t i = 0; i < n; i++) {
         if (i > 0) {
-            buf_putc(out, '&');
+            out_putc(out, '&');
         }
-        buf_puts(out, params[i].name);
-        buf_putc(out, '=');
-        buf_puts(out, params[i].value);
+        out_puts(out, params[i].name);
+        out_putc(out, '=');
+        out_puts(out, params[i].value);
+    }
+out:
+    for (size_t i = 0; i < n; i++) {
         free(params[i].name);
         free(params[i].value);
     }
@@ -514,7 +560,7 @@ static void canonical_query(const sigv4_request_t *req, bool presigned, buf_t *o
 }
 
 /* Appends a header value trimmed, with inner runs of spaces and tabs collapsed to one space. */
-static void append_trimmed(buf_t *out, const char *v, size_t n)
+static void append_trimmed(out_t *out, const char *v, size_t n)
 {
     size_t i = 0;
     while (i < n && (v[i] == ' ' || v[i] == '\t')) {
@@ -530,21 +576,22 @@ static void append_trimmed(buf_t *out, const char *v, size_t n)
             continue;
         }
         if (space) {
-            buf_putc(out, ' ');
+            out_putc(out, ' ');
             space = false;
         }
-        buf_putc(out, v[i]);
+        out_putc(out, v[i]);
     }
 }
 
-void sigv4_canonical_request(const sigv4_request_t *req, const sigv4_auth_t *auth, const char *payload_hash, buf_t *out)
+static void canonical_request(const sigv4_request_t *req, const sigv4_auth_t *auth, const char *payload_hash,
+                              out_t *out)
 {
-    buf_append(out, req->method, req->method_len);
-    buf_putc(out, '\n');
+    out_append(out, req->method, req->method_len);
+    out_putc(out, '\n');
     canonical_uri(req, out);
-    buf_putc(out, '\n');
+    out_putc(out, '\n');
     canonical_query(req, auth->presigned, out);
-    buf_putc(out, '\n');
+    out_putc(out, '\n');
     /* signed headers: as listed (the client lists them sorted, lower case); %3B in the query form is ';' */
     char names[2048];
     long nl = url_decode(auth->signed_headers, auth->signed_headers_len, names, sizeof names - 1);
@@ -552,15 +599,16 @@ void sigv4_canonical_request(const sigv4_request_t *req, const sigv4_auth_t *aut
         nl = 0;
     }
     names[nl] = '\0';
-    buf_t list = BUF_INIT;
+    buf_t list_buf = BUF_INIT;
+    out_t list = {&list_buf, false};
     for (char *p = names; *p != '\0';) {
         char *semi = strchr(p, ';');
         size_t len = semi ? (size_t)(semi - p) : strlen(p);
         for (size_t k = 0; k < len; k++) {
             p[k] = (char)((p[k] >= 'A' && p[k] <= 'Z') ? p[k] + 32 : p[k]);
         }
-        buf_append(out, p, len);
-        buf_putc(out, ':');
+        out_append(out, p, len);
+        out_putc(out, ':');
         bool found = false;
         for (size_t from = 0;;) {
             const sigv4_header_t *h = find_header(req, p, len, from);
@@ -568,7 +616,7 @@ void sigv4_canonical_request(const sigv4_request_t *req, const sigv4_auth_t *aut
                 break;
             }
             if (found) {
-                buf_putc(out, ',');
+                out_putc(out, ',');
             }
             append_trimmed(out, h->value, h->value_len);
             found = true;
@@ -579,47 +627,78 @@ void sigv4_canonical_request(const sigv4_request_t *req, const sigv4_auth_t *aut
         if (!found && (equals(p, len, "host") || equals(p, len, ":authority")) && req->authority != NULL) {
             append_trimmed(out, req->authority, req->authority_len);
         } else if (!found && equals(p, len, "content-length")) {
-            buf_printf(out, "%zu", req->body_len);
+            char n[24];
+            snprintf(n, sizeof n, "%zu", req->body_len);
+            out_puts(out, n);
         }
-        buf_putc(out, '\n');
-        if (list.len > 0) {
-            buf_putc(&list, ';');
+        out_putc(out, '\n');
+        if (list_buf.len > 0) {
+            out_putc(&list, ';');
         }
-        buf_append(&list, p, len);
+        out_append(&list, p, len);
         if (semi == NULL) {
             break;
         }
         p = semi + 1;
     }
-    buf_putc(out, '\n');
-    buf_append(out, list.data, list.len);
-    buf_dispose(&list);
-    buf_putc(out, '\n');
-    buf_puts(out, payload_hash);
+    out_putc(out, '\n');
+    out_append(out, list_buf.data, list_buf.len);
+    out->nomem |= list.nomem;
+    buf_dispose(&list_buf);
+    out_putc(out, '\n');
+    out_puts(out, payload_hash);
 }
 
-void sigv4_string_to_sign(const sigv4_auth_t *auth, const char *canonical_request, size_t len, buf_t *out)
+int sigv4_canonical_request(const sigv4_request_t *req, const sigv4_auth_t *auth, const char *payload_hash,
+                            buf_t *out)
+{
+    out_t o = {out, false};
+    canonical_request(req, auth, payload_hash, &o);
+    return o.nomem ? -ENOMEM : 0;
+}
+
+int sigv4_string_to_sign(const sigv4_auth_t *auth, const char *canonical_request, size_t len, buf_t *out)
 {
     char h[65];
-    sha256_hex(canonical_request, len, h);
-    buf_printf(out, "%s\n%s\n%s/%s/%s/aws4_request\n%s", ALGORITHM, auth->amz_date, auth->date, auth->region,
-               auth->service, h);
+    if (!sha256_hex(canonical_request, len, h)) {
+        return -ENOMEM;
+    }
+    out_t o = {out, false};
+    out_puts(&o, ALGORITHM "\n");
+    out_puts(&o, auth->amz_date);
+    out_putc(&o, '\n');
+    out_puts(&o, auth->date);
+    out_putc(&o, '/');
+    out_puts(&o, auth->region);
+    out_putc(&o, '/');
+    out_puts(&o, auth->service);
+    out_puts(&o, "/aws4_request\n");
+    out_puts(&o, h);
+    return o.nomem ? -ENOMEM : 0;
 }
 
-void sigv4_signing_key(const char *secret, const char *date, const char *region, const char *service,
-                       unsigned char key[32])
+int sigv4_signing_key(const char *secret, const char *date, const char *region, const char *service,
+                      unsigned char key[32])
 {
-    buf_t k = BUF_INIT;
-    buf_printf(&k, "AWS4%s", secret);
+    /* the first key is "AWS4" + secret: on the stack unless the secret is unusually long */
+    char stack[1024 + 4];
+    size_t secret_len = strlen(secret), klen = 4 + secret_len;
+    char *k = klen <= sizeof stack ? stack : malloc(klen);
+    if (k == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(k, "AWS4", 4);
+    memcpy(k + 4, secret, secret_len);
     unsigned char a[32], b[32];
-    hmac(k.data, k.len, date, strlen(date), a);
-    hmac(a, 32, region, strlen(region), b);
-    hmac(b, 32, service, strlen(service), a);
-    hmac(a, 32, "aws4_request", 12, key);
-    OPENSSL_cleanse(k.data, k.len);
+    bool ok = hmac(k, klen, date, strlen(date), a) && hmac(a, 32, region, strlen(region), b) &&
+              hmac(b, 32, service, strlen(service), a) && hmac(a, 32, "aws4_request", 12, key);
+    OPENSSL_cleanse(k, klen);
+    if (k != stack) {
+        free(k);
+    }
     OPENSSL_cleanse(a, sizeof a);
     OPENSSL_cleanse(b, sizeof b);
-    buf_dispose(&k);
+    return ok ? 0 : -ENOMEM;
 }
 
 /* A few signing keys per thread: one per (secret, date, region, service) in use. */
@@ -633,32 +712,106 @@ typedef struct key_cache_entry {
 static _Thread_local key_cache_entry_t key_cache[4];
 static _Thread_local unsigned key_cache_next;
 
-static void cached_signing_key(const char *secret, const sigv4_auth_t *auth, unsigned char key[32])
+static int cached_signing_key(const char *secret, const sigv4_auth_t *auth, unsigned char key[32])
 {
     unsigned char sh[32];
-    SHA256((const unsigned char *)secret, strlen(secret), sh);
+    if (SHA256((const unsigned char *)secret, strlen(secret), sh) == NULL) {
+        return sigv4_signing_key(secret, auth->date, auth->region, auth->service, key); /* uncached */
+    }
     char scope[sizeof key_cache[0].scope];
     snprintf(scope, sizeof scope, "%s/%s/%s", auth->date, auth->region, auth->service);
     for (size_t i = 0; i < 4; i++) {
         if (key_cache[i].used && memcmp(key_cache[i].secret_hash, sh, 32) == 0 && strcmp(key_cache[i].scope, scope) == 0) {
             memcpy(key, key_cache[i].key, 32);
-            return;
+            return 0;
         }
     }
-    sigv4_signing_key(secret, auth->date, auth->region, auth->service, key);
+    int rc = sigv4_signing_key(secret, auth->date, auth->region, auth->service, key);
+    if (rc != 0) {
+        return rc;
+    }
     key_cache_entry_t *e = &key_cache[key_cache_next++ % 4];
     memcpy(e->secret_hash, sh, 32);
     snprintf(e->scope, sizeof e->scope, "%s", scope);
     memcpy(e->key, key, 32);
     e->used = true;
+    return 0;
 }
 
-static void format_amz_date(int64_t ms, char out[17])
+/* The signature of req under auth's scope: canonical request, string to sign, HMAC with the signing key.
+ * Returns 0 or -ENOMEM. */
+static int signature_of(const sigv4_request_t *req, const sigv4_auth_t *auth, const char *payload_hash,
+                        const char *secret, unsigned char sig[32])
+{
+    buf_t creq = BUF_INIT, sts = BUF_INIT;
+    unsigned char key[32];
+    int rc = sigv4_canonical_request(req, auth, payload_hash, &creq);
+    if (rc == 0) {
+        rc = sigv4_string_to_sign(auth, creq.data, creq.len, &sts);
+    }
+    if (rc == 0) {
+        rc = cached_signing_key(secret, auth, key);
+    }
+    if (rc == 0 && !hmac(key, 32, sts.data, sts.len, sig)) {
+        rc = -ENOMEM;
+    }
+    OPENSSL_cleanse(key, sizeof key);
+    buf_dispose(&creq);
+    buf_dispose(&sts);
+    return rc;
+}
+
+void sigv4_format_amz_date(int64_t ms, char out[17])
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+int sigv4_payload_hash(const void *body, size_t len, char out[65])
+{
+    return sha256_hex(body, len, out) ? 0 : -ENOMEM;
+}
+
+/* ---- verification ---- */
+
+/* The payload hash the canonical request uses (into hash, or a literal in *used): UNSIGNED-PAYLOAD for the
+ * query form or when x-amz-content-sha256 says so, else the body's (which must then match that header). */
+static kerr_t payload_hash_for(const sigv4_request_t *req, const sigv4_auth_t *auth, char hash[65],
+                               const char **used, char *msg, size_t msglen)
+{
+    const char *claimed;
+    size_t claimed_len;
+    *used = hash;
+    if (auth->presigned) {
+        *used = "UNSIGNED-PAYLOAD";
+        return KERR_NONE;
+    }
+    bool has_claim = header_value(req, "x-amz-content-sha256", &claimed, &claimed_len);
+    if (has_claim && equals(claimed, claimed_len, "UNSIGNED-PAYLOAD")) {
+        *used = "UNSIGNED-PAYLOAD";
+        return KERR_NONE;
+    }
+    if (!sha256_hex(req->body, req->body_len, hash)) {
+        snprintf(msg, msglen, "Out of memory while checking the signature.");
+        return KERR_INTERNAL_FAILURE;
+    }
+    if (has_claim && !equals_nocase(claimed, claimed_len, hash)) {
+        snprintf(msg, msglen, "The provided 'x-amz-content-sha256' header does not match what was computed.");
+        return KERR_INVALID_SIGNATURE;
+    }
+    return KERR_NONE;
+}
+
+int sigv4_verified_canonical_request(const sigv4_request_t *req, const sigv4_auth_t *auth, buf_t *out)
+{
+    char hash[65], msg[128];
+    const char *used;
+    if (payload_hash_for(req, auth, hash, &used, msg, sizeof msg) == KERR_INTERNAL_FAILURE) {
+        return -ENOMEM;
+    }
+    return sigv4_canonical_request(req, auth, used, out);
 }
 
 kerr_t sigv4_verify(const sigv4_request_t *req, const sigv4_auth_t *auth, const char *secret, const char *region,
@@ -685,68 +838,207 @@ kerr_t sigv4_verify(const sigv4_request_t *req, const sigv4_auth_t *auth, const 
         return KERR_INVALID_SIGNATURE;
     }
     char now_s[17], edge[17];
-    format_amz_date(now_ms, now_s);
+    sigv4_format_amz_date(now_ms, now_s);
     if (auth->presigned) {
         if (now_ms > signed_ms + auth->expires_s * 1000) {
             snprintf(msg, msglen, "Signature expired: %s is now earlier than %s.", auth->amz_date, now_s);
             return KERR_INVALID_SIGNATURE;
         }
         if (signed_ms > now_ms + SIGV4_CLOCK_SKEW_MS) {
-            format_amz_date(now_ms + SIGV4_CLOCK_SKEW_MS, edge);
+            sigv4_format_amz_date(now_ms + SIGV4_CLOCK_SKEW_MS, edge);
             snprintf(msg, msglen, "Signature not yet current: %s is still later than %s (%s + 15 min.)", auth->amz_date,
                      edge, now_s);
             return KERR_INVALID_SIGNATURE;
         }
     } else if (signed_ms < now_ms - SIGV4_CLOCK_SKEW_MS) {
-        format_amz_date(now_ms - SIGV4_CLOCK_SKEW_MS, edge);
+        sigv4_format_amz_date(now_ms - SIGV4_CLOCK_SKEW_MS, edge);
         snprintf(msg, msglen, "Signature expired: %s is now earlier than %s (%s - 15 min.)", auth->amz_date, edge,
                  now_s);
         return KERR_INVALID_SIGNATURE;
     } else if (signed_ms > now_ms + SIGV4_CLOCK_SKEW_MS) {
-        format_amz_date(now_ms + SIGV4_CLOCK_SKEW_MS, edge);
+        sigv4_format_amz_date(now_ms + SIGV4_CLOCK_SKEW_MS, edge);
         snprintf(msg, msglen, "Signature not yet current: %s is still later than %s (%s + 15 min.)", auth->amz_date,
                  edge, now_s);
         return KERR_INVALID_SIGNATURE;
     }
 
     char payload_hash[65];
-    const char *claimed;
-    size_t claimed_len;
-    const char *hash_used = payload_hash;
-    if (auth->presigned) {
-        hash_used = "UNSIGNED-PAYLOAD";
-    } else if (header_value(req, "x-amz-content-sha256", &claimed, &claimed_len)) {
-        if (equals(claimed, claimed_len, "UNSIGNED-PAYLOAD")) {
-            hash_used = "UNSIGNED-PAYLOAD";
-        } else {
-            sha256_hex(req->body, req->body_len, payload_hash);
-            if (!equals_nocase(claimed, claimed_len, payload_hash)) {
-                snprintf(msg, msglen, "The provided 'x-amz-content-sha256' header does not match what was computed.");
-                return KERR_INVALID_SIGNATURE;
-            }
-        }
-    } else {
-        sha256_hex(req->body, req->body_len, payload_hash);
+    const char *hash_used;
+    kerr_t e = payload_hash_for(req, auth, payload_hash, &hash_used, msg, msglen);
+    if (e != KERR_NONE) {
+        return e;
     }
-
-    buf_t creq = BUF_INIT, sts = BUF_INIT;
-    sigv4_canonical_request(req, auth, hash_used, &creq);
-    sigv4_string_to_sign(auth, creq.data, creq.len, &sts);
-    unsigned char key[32], sig[32];
-    cached_signing_key(secret, auth, key);
-    hmac(key, 32, sts.data, sts.len, sig);
-    OPENSSL_cleanse(key, sizeof key);
-    buf_dispose(&creq);
-    buf_dispose(&sts);
+    unsigned char sig[32];
+    if (signature_of(req, auth, hash_used, secret, sig) != 0) {
+        snprintf(msg, msglen, "Out of memory while checking the signature.");
+        return KERR_INTERNAL_FAILURE;
+    }
     if (CRYPTO_memcmp(sig, auth->signature, 32) != 0) {
-        buf_t again = BUF_INIT;
-        sigv4_canonical_request(req, auth, hash_used, &again);
-        log_debug("SigV4 mismatch for key %s; the canonical request was:\n%s", auth->key_id, buf_cstr(&again));
-        buf_dispose(&again);
         snprintf(msg, msglen,
                  "The request signature we calculated does not match the signature you provided. Check your AWS "
                  "Secret Access Key and signing method. Consult the service documentation for details.");
         return KERR_INVALID_SIGNATURE;
     }
     return KERR_NONE;
+}
+
+/* ---- signing ---- */
+
+static int name_cmp_nocase(const sigv4_header_t *a, const sigv4_header_t *b)
+{
+    size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a->name[i], y = (unsigned char)b->name[i];
+        x = (unsigned char)(x >= 'A' && x <= 'Z' ? x + 32 : x);
+        y = (unsigned char)(y >= 'A' && y <= 'Z' ? y + 32 : y);
+        if (x != y) {
+            return x < y ? -1 : 1;
+        }
+    }
+    return a->name_len < b->name_len ? -1 : a->name_len > b->name_len ? 1 : 0;
+}
+
+static bool has_header(const sigv4_header_t *h, size_t n, const char *name)
+{
+    sigv4_header_t key = {name, strlen(name), NULL, 0};
+    for (size_t i = 0; i < n; i++) {
+        if (name_cmp_nocase(&h[i], &key) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool valid_name(const sigv4_header_t *h)
+{
+    if (h->name == NULL || h->name_len == 0 || h->value == NULL) {
+        return false;
+    }
+    for (size_t i = 0; i < h->name_len; i++) {
+        unsigned char c = (unsigned char)h->name[i];
+        if (c <= ' ' || c >= 127 || c == ';' || c == ':' || c == ',') {
+            return false;
+        }
+    }
+    return true;
+}
+
+int sigv4_sign(const sigv4_sign_input_t *in, buf_t *authorization)
+{
+    int64_t when;
+    if (in->method == NULL || in->payload_hash == NULL || in->key_id == NULL || in->key_id[0] == '\0' ||
+        strlen(in->key_id) > SIGV4_KEY_ID_MAX || in->secret == NULL || in->region == NULL || in->region[0] == '\0' ||
+        strlen(in->region) >= sizeof ((sigv4_auth_t *)0)->region || in->service == NULL || in->service[0] == '\0' ||
+        strlen(in->service) >= sizeof ((sigv4_auth_t *)0)->service || in->amz_date == NULL ||
+        !sigv4_parse_amz_date(in->amz_date, strlen(in->amz_date), &when) ||
+        in->nheaders > SIGV4_MAX_SIGNED_HEADERS || (in->nheaders > 0 && in->headers == NULL)) {
+        return -EINVAL;
+    }
+    /* the headers signed: the input's, then x-amz-date and x-amz-security-token when not among them */
+    sigv4_header_t all[SIGV4_MAX_SIGNED_HEADERS + 2];
+    size_t n = 0;
+    for (size_t i = 0; i < in->nheaders; i++) {
+        if (!valid_name(&in->headers[i])) {
+            return -EINVAL;
+        }
+        all[n++] = in->headers[i];
+    }
+    if (!has_header(all, n, "host")) {
+        return -EINVAL;
+    }
+    if (!has_header(all, n, "x-amz-date")) {
+        all[n++] = (sigv4_header_t){"x-amz-date", 10, in->amz_date, 16};
+    }
+    if (in->session_token != NULL && in->session_token[0] != '\0' && !has_header(all, n, "x-amz-security-token")) {
+        all[n++] = (sigv4_header_t){"x-amz-security-token", 20, in->session_token, strlen(in->session_token)};
+    }
+
+    /* the signed-headers list: names lower-cased, sorted, each once (repeated headers are joined by the
+     * canonical request, which finds every header of a listed name) */
+    const sigv4_header_t *sorted[SIGV4_MAX_SIGNED_HEADERS + 2];
+    for (size_t i = 0; i < n; i++) {
+        size_t k = i;
+        while (k > 0 && name_cmp_nocase(sorted[k - 1], &all[i]) > 0) {
+            sorted[k] = sorted[k - 1];
+            k--;
+        }
+        sorted[k] = &all[i];
+    }
+    char list[2048];
+    size_t list_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && name_cmp_nocase(sorted[i - 1], sorted[i]) == 0) {
+            continue;
+        }
+        if (list_len + sorted[i]->name_len + 1 >= sizeof list) {
+            return -EINVAL;
+        }
+        if (list_len > 0) {
+            list[list_len++] = ';';
+        }
+        for (size_t k = 0; k < sorted[i]->name_len; k++) {
+            char c = sorted[i]->name[k];
+            list[list_len++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+    }
+    list[list_len] = '\0';
+
+    /* the request as the verifier sees it: target = path ? query */
+    const char *path = in->path != NULL && in->path[0] != '\0' ? in->path : "/";
+    const char *query = in->query != NULL ? in->query : "";
+    size_t path_len = strlen(path), query_len = strlen(query), target_len = path_len + (query_len ? 1 + query_len : 0);
+    char stack_target[512];
+    char *target = target_len < sizeof stack_target ? stack_target : malloc(target_len + 1);
+    if (target == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(target, path, path_len);
+    if (query_len > 0) {
+        target[path_len] = '?';
+        memcpy(target + path_len + 1, query, query_len);
+    }
+    target[target_len] = '\0';
+    sigv4_request_t req = {in->method, strlen(in->method), target, target_len, all, n, NULL, 0, NULL, 0};
+    sigv4_auth_t auth = {.presigned = false, .signed_headers = list, .signed_headers_len = list_len};
+    snprintf(auth.key_id, sizeof auth.key_id, "%s", in->key_id);
+    memcpy(auth.date, in->amz_date, 8);
+    auth.date[8] = '\0';
+    snprintf(auth.region, sizeof auth.region, "%s", in->region);
+    snprintf(auth.service, sizeof auth.service, "%s", in->service);
+    memcpy(auth.amz_date, in->amz_date, 16);
+    auth.amz_date[16] = '\0';
+
+    unsigned char sig[32];
+    int rc = signature_of(&req, &auth, in->payload_hash, in->secret, sig);
+    if (target != stack_target) {
+        free(target);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    char sig_hex[65];
+    hex(sig, 32, sig_hex);
+    /* built apart, then appended in one step: on failure authorization is unchanged */
+    buf_t header = BUF_INIT;
+    out_t o = {&header, false};
+    out_puts(&o, ALGORITHM " Credential=");
+    out_puts(&o, in->key_id);
+    out_putc(&o, '/');
+    out_puts(&o, auth.date);
+    out_putc(&o, '/');
+    out_puts(&o, auth.region);
+    out_putc(&o, '/');
+    out_puts(&o, auth.service);
+    out_puts(&o, "/aws4_request, SignedHeaders=");
+    out_append(&o, list, list_len);
+    out_puts(&o, ", Signature=");
+    out_puts(&o, sig_hex);
+    out_t dst = {authorization, o.nomem};
+    out_append(&dst, header.data, header.len);
+    buf_dispose(&header);
+    if (dst.nomem) {
+        return -ENOMEM;
+    }
+    buf_cstr(authorization); /* terminated (cap > 0: no allocation) */
+    return 0;
 }

@@ -1,0 +1,506 @@
+/*
+ * The producer (include/eddy/producer.h) against the real eddy binary ($EDDY_BIN):
+ * - a million user records with random keys through aggregation and collection, read back with GetRecords
+ *   and de-aggregation (eddy/agg.h, with each shard's range as the KCL filters): every record exactly once
+ *   per successful callback, in put order per partition key;
+ * - with eddy's per-shard limits on, the rate limiter keeps throttles low and retries deliver everything;
+ * - eddy killed with SIGKILL and restarted mid-run: every callback is a success (and the record is there)
+ *   or a final error;
+ * - destroy drains (every callback ran before it returns); configuration errors are clear.
+ * Records carry their number in their data ("<8-byte index>" + padding), which is how they are found.
+ */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/base64.h"
+#include "eddy/agg.h"
+#include "eddy/client.h"
+#include "eddy/producer.h"
+#include "support/eddy_process.h"
+
+#define KEYS 1000 /* distinct partition keys */
+
+typedef struct outcome {
+    _Atomic int state; /* 0 pending, 1 ok, 2 failed */
+    char shard[32];
+    char seq[64];
+    uint64_t sub;
+} outcome_t;
+
+typedef struct run {
+    outcome_t *outcomes;
+    size_t n;
+    _Atomic size_t callbacks, failures;
+} run_t;
+
+typedef struct put_ctx {
+    run_t *run;
+    size_t index;
+} put_ctx_t;
+
+static void on_done(void *arg, const eddy_put_result_t *r)
+{
+    put_ctx_t *ctx = arg;
+    outcome_t *o = &ctx->run->outcomes[ctx->index];
+    cr_assert_eq(atomic_load(&o->state), 0, "callback of record %zu called twice", ctx->index);
+    if (r->err == EDDY_OK) {
+        snprintf(o->shard, sizeof o->shard, "%s", r->shard_id);
+        snprintf(o->seq, sizeof o->seq, "%s", r->sequence_number);
+        o->sub = r->sub_sequence_number;
+        atomic_store(&o->state, 1);
+    } else {
+        cr_assert_gt(r->attempt_count, 0);
+        atomic_store(&o->state, 2);
+        atomic_fetch_add(&ctx->run->failures, 1);
+    }
+    atomic_fetch_add(&ctx->run->callbacks, 1);
+    free(ctx);
+}
+
+static eddy_client_t *client_for(const eddy_process_t *e)
+{
+    eddy_config_t *cfg = eddy_config_new();
+    char err[256];
+    cr_assert_eq(eddy_config_set(cfg, "endpoint", e->endpoint, err, sizeof err), 0, "%s", err);
+    eddy_config_set(cfg, "region", "us-east-1", err, sizeof err);
+    eddy_config_set(cfg, "access_key_id", "test", err, sizeof err);
+    eddy_config_set(cfg, "secret_access_key", "test", err, sizeof err);
+    eddy_config_set(cfg, "request_timeout_ms", "10000", err, sizeof err);
+    eddy_client_t *c = eddy_client_new(cfg, err, sizeof err);
+    cr_assert_not_null(c, "%s", err);
+    return c;
+}
+
+static cJSON *call(eddy_client_t *c, const char *op, const char *body)
+{
+    eddy_response_t *resp = NULL;
+    int rc = eddy_client_call(c, op, body, strlen(body), &resp);
+    cr_assert_eq(rc, 0, "%s: %s %s", op, eddy_err_name(rc), resp != NULL ? resp->message : "");
+    cJSON *j = cJSON_ParseWithLength(resp->body, resp->body_len);
+    eddy_response_free(resp);
+    return j;
+}
+
+static void create_stream(eddy_client_t *c, const char *name, int shards)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"StreamName\":\"%s\",\"ShardCount\":%d}", name, shards);
+    cJSON_Delete(call(c, "CreateStream", body));
+}
+
+/* ---- reading back ---- */
+
+typedef struct seen {
+    size_t index;
+    char seq[64];
+    uint64_t sub;
+    char shard[32];
+} seen_t;
+
+typedef struct reader {
+    seen_t *seen;
+    size_t n, cap;
+    const char *shard;
+} reader_t;
+
+static int on_user_record(void *arg, const eddy_user_record_t *r)
+{
+    reader_t *rd = arg;
+    cr_assert_geq(r->data_len, 8);
+    uint64_t index;
+    memcpy(&index, r->data, 8);
+    if (rd->n == rd->cap) {
+        rd->cap = rd->cap ? rd->cap * 2 : 4096;
+        rd->seen = realloc(rd->seen, rd->cap * sizeof *rd->seen);
+    }
+    seen_t *s = &rd->seen[rd->n++];
+    s->index = (size_t)index;
+    s->sub = r->sub_sequence_number;
+    snprintf(s->shard, sizeof s->shard, "%s", rd->shard);
+    return 0;
+}
+
+/* Reads every shard from TRIM_HORIZON to the tip, de-aggregating with each shard's range. */
+static void read_all(eddy_client_t *c, const char *stream, reader_t *rd)
+{
+    char body[512];
+    snprintf(body, sizeof body, "{\"StreamName\":\"%s\"}", stream);
+    cJSON *shards = call(c, "ListShards", body);
+    const cJSON *sh;
+    cJSON_ArrayForEach(sh, cJSON_GetObjectItem(shards, "Shards"))
+    {
+        const char *id = cJSON_GetObjectItem(sh, "ShardId")->valuestring;
+        const cJSON *range = cJSON_GetObjectItem(sh, "HashKeyRange");
+        unsigned char start[16], end[16];
+        const char *a = cJSON_GetObjectItem(range, "StartingHashKey")->valuestring;
+        const char *b = cJSON_GetObjectItem(range, "EndingHashKey")->valuestring;
+        cr_assert(eddy_hash_key_parse(a, strlen(a), start) && eddy_hash_key_parse(b, strlen(b), end));
+        snprintf(body, sizeof body,
+                 "{\"StreamName\":\"%s\",\"ShardId\":\"%s\",\"ShardIteratorType\":\"TRIM_HORIZON\"}", stream, id);
+        cJSON *it = call(c, "GetShardIterator", body);
+        char *iterator = strdup(cJSON_GetObjectItem(it, "ShardIterator")->valuestring);
+        cJSON_Delete(it);
+        rd->shard = id;
+        for (;;) {
+            char *req = malloc(strlen(iterator) + 64);
+            sprintf(req, "{\"ShardIterator\":\"%s\",\"Limit\":10000}", iterator);
+            cJSON *got = call(c, "GetRecords", req);
+            free(req);
+            const cJSON *recs = cJSON_GetObjectItem(got, "Records");
+            const cJSON *r;
+            cJSON_ArrayForEach(r, recs)
+            {
+                const char *data64 = cJSON_GetObjectItem(r, "Data")->valuestring;
+                const char *pk = cJSON_GetObjectItem(r, "PartitionKey")->valuestring;
+                const char *seq = cJSON_GetObjectItem(r, "SequenceNumber")->valuestring;
+                size_t len = strlen(data64);
+                unsigned char *data = malloc(len / 4 * 3 + 3);
+                long n = base64_decode(data64, len, data);
+                cr_assert_geq(n, 0);
+                size_t before = rd->n;
+                int rc = eddy_agg_decode(data, (size_t)n, pk, strlen(pk), NULL, start, end, on_user_record, rd);
+                cr_assert_eq(rc, 0, "an aggregate on %s was dropped by the shard filter", id);
+                for (size_t k = before; k < rd->n; k++) {
+                    snprintf(rd->seen[k].seq, sizeof rd->seen[k].seq, "%s", seq);
+                }
+                free(data);
+            }
+            const cJSON *next = cJSON_GetObjectItem(got, "NextShardIterator");
+            bool done = cJSON_GetArraySize(recs) == 0 || !cJSON_IsString(next);
+            free(iterator);
+            iterator = cJSON_IsString(next) ? strdup(next->valuestring) : NULL;
+            cJSON_Delete(got);
+            if (done || iterator == NULL) {
+                break;
+            }
+        }
+        free(iterator);
+    }
+    cJSON_Delete(shards);
+}
+
+/* Compares two decimal sequence numbers. */
+static int cmp_seq(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    return la != lb ? (la < lb ? -1 : 1) : strcmp(a, b);
+}
+
+/* Every success is read back exactly once, where its callback said; nothing else is there; per key the
+ * (sequence, sub-sequence) order is the put order. */
+static void verify(const run_t *run, reader_t *rd, bool failures_may_be_present, bool check_order)
+{
+    unsigned char *count = calloc(run->n, 1);
+    for (size_t k = 0; k < rd->n; k++) {
+        seen_t *s = &rd->seen[k];
+        cr_assert_lt(s->index, run->n, "unknown record %zu read back", s->index);
+        count[s->index]++;
+        const outcome_t *o = &run->outcomes[s->index];
+        if (atomic_load(&o->state) == 1) {
+            cr_assert_str_eq(o->shard, s->shard, "record %zu: callback said %s, read on %s", s->index, o->shard,
+                             s->shard);
+            cr_assert_str_eq(o->seq, s->seq, "record %zu: callback seq %s, read %s", s->index, o->seq, s->seq);
+            cr_assert_eq(o->sub, s->sub, "record %zu: sub-sequence", s->index);
+        } else {
+            cr_assert(failures_may_be_present, "record %zu failed but was read back", s->index);
+        }
+    }
+    size_t ok = 0;
+    for (size_t i = 0; i < run->n; i++) {
+        if (atomic_load(&run->outcomes[i].state) == 1) {
+            ok++;
+            cr_assert_eq(count[i], 1, "record %zu: succeeded, read back %d times", i, count[i]);
+        } else if (!failures_may_be_present) {
+            cr_assert_eq(count[i], 0);
+        }
+    }
+    /* per partition key (index % KEYS), put order = (seq, sub) order (retries may reorder, as in the KPL) */
+    for (size_t key = 0; check_order && key < KEYS && key < run->n; key++) {
+        const outcome_t *prev = NULL;
+        for (size_t i = key; i < run->n; i += KEYS) {
+            const outcome_t *o = &run->outcomes[i];
+            if (atomic_load(&o->state) != 1) {
+                continue;
+            }
+            if (prev != NULL && strcmp(prev->shard, o->shard) == 0) {
+                int c = cmp_seq(prev->seq, o->seq);
+                cr_assert(c < 0 || (c == 0 && prev->sub < o->sub), "key %zu: record %zu out of order", key, i);
+            }
+            prev = o;
+        }
+    }
+    free(count);
+    (void)ok;
+}
+
+static void put_range(eddy_producer_t *p, const char *stream, run_t *run, size_t from, size_t to, size_t size)
+{
+    unsigned char data[1024];
+    memset(data, 'x', sizeof data);
+    for (size_t i = from; i < to; i++) {
+        uint64_t index = i;
+        memcpy(data, &index, 8);
+        char pk[32];
+        int pklen = snprintf(pk, sizeof pk, "key-%zu", i % KEYS);
+        put_ctx_t *ctx = malloc(sizeof *ctx);
+        *ctx = (put_ctx_t){run, i};
+        int rc = eddy_producer_put(p, stream, pk, (size_t)pklen, NULL, data, size, on_done, ctx);
+        cr_assert_eq(rc, 0, "put %zu: %s", i, eddy_err_name(rc));
+    }
+}
+
+static run_t *run_new(size_t n)
+{
+    run_t *run = calloc(1, sizeof *run);
+    run->outcomes = calloc(n, sizeof *run->outcomes);
+    run->n = n;
+    return run;
+}
+
+static void run_free(run_t *run)
+{
+    free(run->outcomes);
+    free(run);
+}
+
+Test(producer, million_records_aggregated_exactly_once_in_order, .timeout = 300)
+{
+    const char *flags[] = {"--shard-limits", "off", "--durability", "none", NULL};
+    eddy_process_t e;
+    cr_assert_eq(eddy_process_start(&e, flags), 0);
+    eddy_client_t *c = client_for(&e);
+    create_stream(c, "million", 4);
+    eddy_producer_config_t *cfg = eddy_producer_config_new();
+    char err[256];
+    cr_assert_eq(eddy_producer_config_set(cfg, "rate_limit", "off", err, sizeof err), 0);
+    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    cr_assert_not_null(p, "%s", err);
+    size_t n = 1000000;
+    run_t *run = run_new(n);
+    put_range(p, "million", run, 0, n, 100);
+    eddy_producer_flush_sync(p);
+    cr_assert_eq(atomic_load(&run->callbacks), n);
+    cr_assert_eq(atomic_load(&run->failures), 0);
+    eddy_producer_metrics_t m;
+    eddy_producer_metrics(p, &m);
+    cr_assert_eq(m.user_records_put, n);
+    cr_assert_gt(m.user_records_per_kinesis_record, 10.0, "aggregation packed %.1f per record",
+                 m.user_records_per_kinesis_record);
+    eddy_producer_destroy(p);
+    reader_t rd = {0};
+    read_all(c, "million", &rd);
+    cr_assert_eq(rd.n, n);
+    verify(run, &rd, false, true);
+    free(rd.seen);
+    run_free(run);
+    eddy_client_free(c);
+    eddy_process_cleanup(&e);
+}
+
+Test(producer, rate_limiter_keeps_throttles_low_and_retries_deliver, .timeout = 300)
+{
+    eddy_process_t e;
+    cr_assert_eq(eddy_process_start(&e, NULL), 0); /* per-shard limits on (the default) */
+    eddy_client_t *c = client_for(&e);
+    create_stream(c, "limited", 2);
+    eddy_producer_config_t *cfg = eddy_producer_config_new();
+    char err[256];
+    eddy_producer_config_set(cfg, "aggregation", "false", err, sizeof err);
+    eddy_producer_config_set(cfg, "rate_limit", "100", err, sizeof err);
+    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    size_t n = 6000; /* 3 s of the 2 shards' 1000 records/s */
+    run_t *run = run_new(n);
+    put_range(p, "limited", run, 0, n, 200);
+    eddy_producer_flush_sync(p);
+    eddy_producer_metrics_t m;
+    eddy_producer_metrics(p, &m);
+    fprintf(stderr, "rate limiter at 100 %%: %" PRIu64 " throttles for %" PRIu64 " records put\n", m.throttles,
+            m.kinesis_records_put);
+    cr_assert_leq(m.throttles * 20, m.kinesis_records_put, "more than 5 %% throttled: %" PRIu64, m.throttles);
+    eddy_producer_destroy(p); /* drains */
+    cr_assert_eq(atomic_load(&run->callbacks), n);
+    cr_assert_eq(atomic_load(&run->failures), 0);
+    reader_t rd = {0};
+    read_all(c, "limited", &rd);
+    verify(run, &rd, false, false);
+    free(rd.seen);
+    run_free(run);
+    eddy_client_free(c);
+    eddy_process_cleanup(&e);
+}
+
+Test(producer, without_the_limiter_throttling_is_retried, .timeout = 300)
+{
+    eddy_process_t e;
+    cr_assert_eq(eddy_process_start(&e, NULL), 0);
+    eddy_client_t *c = client_for(&e);
+    create_stream(c, "throttled", 1);
+    eddy_producer_config_t *cfg = eddy_producer_config_new();
+    char err[256];
+    eddy_producer_config_set(cfg, "aggregation", "false", err, sizeof err);
+    eddy_producer_config_set(cfg, "rate_limit", "off", err, sizeof err);
+    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    size_t n = 3000;
+    run_t *run = run_new(n);
+    put_range(p, "throttled", run, 0, n, 100);
+    eddy_producer_flush_sync(p);
+    eddy_producer_metrics_t m;
+    eddy_producer_metrics(p, &m);
+    cr_assert_gt(m.throttles, 0, "1 shard at 1000 records/s must throttle 3000 records sent at once");
+    cr_assert_gt(m.retries, 0);
+    eddy_producer_destroy(p);
+    cr_assert_eq(atomic_load(&run->failures), 0);
+    reader_t rd = {0};
+    read_all(c, "throttled", &rd);
+    verify(run, &rd, false, false);
+    free(rd.seen);
+    run_free(run);
+    eddy_client_free(c);
+    eddy_process_cleanup(&e);
+}
+
+Test(producer, eddy_killed_and_restarted_mid_run, .timeout = 300)
+{
+    const char *flags[] = {"--shard-limits", "off", NULL};
+    eddy_process_t e;
+    cr_assert_eq(eddy_process_start(&e, flags), 0);
+    eddy_client_t *c = client_for(&e);
+    create_stream(c, "restarted", 2);
+    eddy_producer_config_t *cfg = eddy_producer_config_new();
+    char err[256];
+    eddy_producer_config_set(cfg, "record_ttl_ms", "20000", err, sizeof err);
+    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    size_t n = 200000;
+    run_t *run = run_new(n);
+    put_range(p, "restarted", run, 0, n / 2, 100);
+    /* kill -9 once some records completed and others are in flight */
+    int64_t deadline = eddy_process_now_ms() + 30000;
+    while (atomic_load(&run->callbacks) < n / 10 && eddy_process_now_ms() < deadline) {
+        eddy_process_pause_ms(5);
+    }
+    eddy_process_stop(&e, true);
+    put_range(p, "restarted", run, n / 2, n, 100);
+    cr_assert_eq(eddy_process_restart(&e), 0);
+    eddy_producer_destroy(p);
+    cr_assert_eq(atomic_load(&run->callbacks), n, "every record completed, one way or the other");
+    reader_t rd = {0};
+    read_all(c, "restarted", &rd);
+    verify(run, &rd, true, false);
+    fprintf(stderr, "killed and restarted: %zu of %zu records failed finally\n", atomic_load(&run->failures), n);
+    free(rd.seen);
+    run_free(run);
+    eddy_client_free(c);
+    eddy_process_cleanup(&e);
+}
+
+Test(producer, a_missing_stream_fails_its_records_and_bad_input_is_refused)
+{
+    eddy_process_t e;
+    cr_assert_eq(eddy_process_start(&e, NULL), 0);
+    eddy_client_t *c = client_for(&e);
+    eddy_producer_config_t *cfg = eddy_producer_config_new();
+    char err[256];
+    cr_assert_eq(eddy_producer_config_set(cfg, "collection_max_count", "501", err, sizeof err), EDDY_ERR_INVALID);
+    cr_assert(strstr(err, "collection_max_count") != NULL, "%s", err);
+    cr_assert_eq(eddy_producer_config_set(cfg, "nonsense", "1", err, sizeof err), EDDY_ERR_INVALID);
+    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    cr_assert_eq(eddy_producer_put(p, "s", "", 0, NULL, "x", 1, NULL, NULL), EDDY_ERR_INVALID);
+    cr_assert_eq(eddy_producer_put(p, "s", "k", 1, "340282366920938463463374607431768211456", "x", 1, NULL, NULL),
+                 EDDY_ERR_INVALID);
+    static char big[1048577];
+    cr_assert_eq(eddy_producer_put(p, "s", "k", 1, NULL, big, sizeof big, NULL, NULL), EDDY_ERR_TOO_LARGE);
+    run_t *run = run_new(10);
+    put_range(p, "no-such-stream", run, 0, 10, 10);
+    eddy_producer_destroy(p);
+    cr_assert_eq(atomic_load(&run->callbacks), 10);
+    cr_assert_eq(atomic_load(&run->failures), 10);
+    run_free(run);
+    eddy_client_free(c);
+    eddy_process_cleanup(&e);
+}
+
+/* ---- the same against kinesalite (npm, a server nobody here wrote) ---- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+Test(producer, the_same_against_kinesalite, .timeout = 300)
+{
+    const char *cli = getenv("KINESALITE_CLI");
+    if (cli == NULL || access(cli, R_OK) != 0) {
+        cr_skip_test("KINESALITE_CLI is not set (scripts/test.sh installs kinesalite with npm ci in bench/peers)");
+    }
+    int port = free_port();
+    char portarg[16];
+    snprintf(portarg, sizeof portarg, "%d", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 1);
+        execlp("node", "node", cli, "--port", portarg, "--createStreamMs", "0", "--deleteStreamMs", "0", NULL);
+        _exit(127);
+    }
+    eddy_process_t fake = {0};
+    snprintf(fake.endpoint, sizeof fake.endpoint, "http://127.0.0.1:%d", port); /* traffic to loopback only */
+    eddy_client_t *c = client_for(&fake);
+    int64_t deadline = eddy_process_now_ms() + 20000;
+    for (;;) {
+        eddy_response_t *resp = NULL;
+        int rc = eddy_client_call(c, "ListStreams", "{}", 2, &resp);
+        eddy_response_free(resp);
+        if (rc == 0) {
+            break;
+        }
+        cr_assert_lt(eddy_process_now_ms(), deadline, "kinesalite did not start");
+        eddy_process_pause_ms(50);
+    }
+    create_stream(c, "agg", 2);
+    deadline = eddy_process_now_ms() + 10000;
+    for (;;) {
+        cJSON *d = call(c, "DescribeStreamSummary", "{\"StreamName\":\"agg\"}");
+        const cJSON *sum = cJSON_GetObjectItem(d, "StreamDescriptionSummary");
+        bool active = strcmp(cJSON_GetObjectItem(sum, "StreamStatus")->valuestring, "ACTIVE") == 0;
+        cJSON_Delete(d);
+        if (active) {
+            break;
+        }
+        cr_assert_lt(eddy_process_now_ms(), deadline, "stream not ACTIVE");
+        eddy_process_pause_ms(20);
+    }
+    eddy_producer_config_t *cfg = eddy_producer_config_new();
+    char err[256];
+    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    size_t n = 100000;
+    run_t *run = run_new(n);
+    put_range(p, "agg", run, 0, n, 100);
+    eddy_producer_destroy(p);
+    cr_assert_eq(atomic_load(&run->callbacks), n);
+    cr_assert_eq(atomic_load(&run->failures), 0);
+    reader_t rd = {0};
+    read_all(c, "agg", &rd);
+    cr_assert_eq(rd.n, n);
+    verify(run, &rd, false, true);
+    free(rd.seen);
+    run_free(run);
+    eddy_client_free(c);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+}
