@@ -229,6 +229,7 @@ typedef struct krec {
     int shard; /* predicted shard (index into the map), -1: none */
     char shard_id[SHARD_ID_MAX];
     int64_t deadline_ms, expiration_ms;
+    landing_t *landing; /* where it landed (set when it succeeded) */
 } krec_t;
 
 typedef struct shard {
@@ -397,32 +398,35 @@ static void landing_unref(landing_t *l)
     }
 }
 
+/* Queues a completed urec for its callback (its metrics are counted by run_callbacks). */
 static void finish_urec(eddy_producer_t *p, done_list_t *dl, urec_t *u, int err)
 {
+    (void)p;
     u->err = err;
     append(&dl->head, &dl->tail, u);
-    if (err == EDDY_OK) {
-        p->m.user_records_put++;
-        p->m.user_bytes_put += u->data_len;
-    } else {
-        p->m.user_records_failed++;
-        p->m.user_records_expired += err == EDDY_ERR_EXPIRED;
-    }
-    if (u->total_attempts > 1) {
-        p->m.retries += u->total_attempts - 1;
-    }
-    if (u->first_sent_ms != 0) {
-        p->buffering_sum_ms += (double)(u->first_sent_ms - u->arrival_ms);
-        p->buffering_n++;
-    }
 }
 
 /* Calls the callbacks and frees the urecs (without the lock), then releases their room. */
 static void run_callbacks(eddy_producer_t *p, done_list_t *dl)
 {
     size_t n = 0, bytes = 0;
+    eddy_producer_metrics_t m = {0};
+    double buffering_sum = 0;
+    uint64_t buffering_n = 0;
     for (urec_t *u = dl->head, *next; u != NULL; u = next) {
         next = u->next;
+        if (u->err == EDDY_OK) {
+            m.user_records_put++;
+            m.user_bytes_put += u->data_len;
+        } else {
+            m.user_records_failed++;
+            m.user_records_expired += u->err == EDDY_ERR_EXPIRED;
+        }
+        m.retries += u->total_attempts > 1 ? u->total_attempts - 1 : 0;
+        if (u->first_sent_ms != 0) {
+            buffering_sum += (double)(u->first_sent_ms - u->arrival_ms);
+            buffering_n++;
+        }
         eddy_attempt_t attempts[ATTEMPTS_KEPT];
         attempt_t *list = attempt_list(u);
         int64_t prev = u->arrival_ms;
@@ -465,6 +469,13 @@ static void run_callbacks(eddy_producer_t *p, done_list_t *dl)
     pthread_mutex_lock(&p->lock);
     p->outstanding -= n;
     p->outstanding_bytes -= bytes;
+    p->m.user_records_put += m.user_records_put;
+    p->m.user_bytes_put += m.user_bytes_put;
+    p->m.user_records_failed += m.user_records_failed;
+    p->m.user_records_expired += m.user_records_expired;
+    p->m.retries += m.retries;
+    p->buffering_sum_ms += buffering_sum;
+    p->buffering_n += buffering_n;
     pthread_cond_broadcast(&p->room);
     pthread_mutex_unlock(&p->lock);
 }
@@ -916,6 +927,7 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
     int whole_err = resp->err == EDDY_OK ? EDDY_ERR_PROTOCOL : resp->err;
     int64_t now = now_ms();
     done_list_t dl = {0};
+    krec_t *landed = NULL; /* succeeded: their urecs are completed after the lock is released */
     pthread_mutex_lock(&p->lock);
     stream_t *s = sc->s;
     p->in_flight_requests--;
@@ -956,35 +968,29 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
         } else {
             p->m.errors++;
         }
-        landing_t *landing = NULL;
         if (success) {
             size_t seq_len = strlen(seq);
-            landing = malloc(sizeof *landing + seq_len + 1);
-            if (landing != NULL) {
-                atomic_init(&landing->refs, k->count);
-                snprintf(landing->shard_id, sizeof landing->shard_id, "%s", shard_id);
-                memcpy(landing->sequence_number, seq, seq_len + 1);
+            k->landing = malloc(sizeof *k->landing + seq_len + 1);
+            if (k->landing != NULL) {
+                atomic_init(&k->landing->refs, k->count);
+                snprintf(k->landing->shard_id, sizeof k->landing->shard_id, "%s", shard_id);
+                memcpy(k->landing->sequence_number, seq, seq_len + 1);
             }
+            k->next = landed;
+            landed = k;
+            continue;
         }
-        uint64_t sub = 0;
-        for (urec_t *u = k->urecs, *next; u != NULL; u = next, sub++) {
+        for (urec_t *u = k->urecs, *next; u != NULL; u = next) {
             next = u->next;
             if (u->first_sent_ms == 0) {
-                u->first_sent_ms = sc->start_ms; /* noted here, not when sending: one walk over the urecs */
+                u->first_sent_ms = sc->start_ms;
             }
-            add_attempt(u, sc->start_ms, now, success, success ? NULL : code, success ? NULL : message);
-            if (success) {
-                u->landing = landing;
-                u->sub_sequence_number = k->count > 1 ? sub : 0;
-                u->aggregated = k->count > 1;
-                finish_urec(p, &dl, u, landing != NULL ? EDDY_OK : EDDY_ERR_NOMEM);
-            } else {
-                int err = entry != NULL ? EDDY_ERR_SERVICE : whole_err;
-                /* a whole request the service refused for good (a validation error, a missing stream,
-                 * access denied) fails its records now; everything else is retried until the TTL */
-                bool final = entry == NULL && resp->err == EDDY_ERR_SERVICE && !resp->retriable;
-                retry_or_fail(p, s, u, now, throttled, err, final, &dl);
-            }
+            add_attempt(u, sc->start_ms, now, false, code, message);
+            int err = entry != NULL ? EDDY_ERR_SERVICE : whole_err;
+            /* a whole request the service refused for good (a validation error, a missing stream, access
+             * denied) fails its records now; everything else is retried until the TTL */
+            bool final = entry == NULL && resp->err == EDDY_ERR_SERVICE && !resp->retriable;
+            retry_or_fail(p, s, u, now, throttled, err, final, &dl);
         }
         k->urecs = NULL;
         krec_free(p, k);
@@ -995,6 +1001,30 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
     wake_thread(p);
     pthread_mutex_unlock(&p->lock);
     cJSON_Delete(root);
+    /* the user records of the Kinesis records that succeeded, outside the lock (puts go on meanwhile) */
+    for (krec_t *k = landed; k != NULL; k = k->next) {
+        uint64_t sub = 0;
+        for (urec_t *u = k->urecs, *next; u != NULL; u = next, sub++) {
+            next = u->next;
+            if (u->first_sent_ms == 0) {
+                u->first_sent_ms = sc->start_ms; /* noted here, not when sending: one walk over the urecs */
+            }
+            add_attempt(u, sc->start_ms, now, true, NULL, NULL);
+            u->landing = k->landing;
+            u->sub_sequence_number = k->count > 1 ? sub : 0;
+            u->aggregated = k->count > 1;
+            finish_urec(p, &dl, u, k->landing != NULL ? EDDY_OK : EDDY_ERR_NOMEM);
+        }
+        k->urecs = NULL;
+    }
+    if (landed != NULL) {
+        pthread_mutex_lock(&p->lock);
+        for (krec_t *k = landed, *next; k != NULL; k = next) {
+            next = k->next;
+            krec_free(p, k); /* its aggregate goes back to the pool */
+        }
+        pthread_mutex_unlock(&p->lock);
+    }
     free(sc);
     run_callbacks(p, &dl);
 }
