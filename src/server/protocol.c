@@ -52,13 +52,14 @@ typedef struct request {
     server_t *srv;
     http_request_t *req;
     char id[37];
-    int64_t start_us; /* monotonic */
+    int64_t start_us;    /* monotonic */
+    const api_op_t *op;  /* once X-Amz-Target named a known operation */
 } request_t;
 
 /* Sends a reply that no API call made (errors before the operation runs, and the GET endpoints). */
 static void reply(const request_t *rq, int status, const char *content_type, buf_t *body, const char *error)
 {
-    api_observe(rq->srv, NULL, rq->req, rq->id, rq->start_us, status, error, body->len);
+    api_observe(rq->srv, NULL, rq->req, rq->id, rq->start_us, rq->op, status, error, body->len);
     http_reply(rq->req, status, content_type, body);
 }
 
@@ -148,14 +149,14 @@ static void handle_get(const request_t *rq, const char *path, size_t plen)
         reply(rq, 200, "application/json", &body, NULL);
     } else if (ui_asset_for_path(path, plen) != NULL) {
         /* a dashboard asset (counted before the reply, after which the request is gone) */
-        api_observe(rq->srv, NULL, rq->req, rq->id, rq->start_us, 200, NULL, ui_asset_for_path(path, plen)->len);
+        api_observe(rq->srv, NULL, rq->req, rq->id, rq->start_us, NULL, 200, NULL, ui_asset_for_path(path, plen)->len);
         ui_serve(rq->req, path, plen);
     } else {
         reply_text(rq, 404, "application/json", "{\"message\":\"Not Found\"}");
     }
 }
 
-static void handle_api(const request_t *rq, const auth_principal_t *who, bool cbor, const char *ctype, size_t clen);
+static void handle_api(request_t *rq, const auth_principal_t *who, bool cbor, const char *ctype, size_t clen);
 
 void protocol_handle(http_request_t *req, void *arg)
 {
@@ -200,7 +201,7 @@ void protocol_handle(http_request_t *req, void *arg)
     auth_principal_dispose(&who);
 }
 
-static void handle_api(const request_t *rq, const auth_principal_t *who, bool cbor, const char *ctype, size_t clen)
+static void handle_api(request_t *rq, const auth_principal_t *who, bool cbor, const char *ctype, size_t clen)
 {
     server_t *srv = rq->srv;
     http_request_t *req = rq->req;
@@ -224,6 +225,7 @@ static void handle_api(const request_t *rq, const auth_principal_t *who, bool cb
         reply_error_as(rq, KERR_UNKNOWN_OPERATION, NULL, cbor);
         return;
     }
+    rq->op = op; /* errors from here on are logged and counted under the operation */
 
     size_t blen;
     const char *body = http_request_body(req, &blen);

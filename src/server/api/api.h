@@ -21,6 +21,8 @@
 #include "store/segment.h"
 #include "store/seqnum.h"
 
+typedef struct api_op api_op_t;
+
 typedef struct api_call {
     server_t *srv;
     http_request_t *req;
@@ -43,7 +45,7 @@ typedef struct api_call {
 
 typedef void (*api_handler_fn)(api_call_t *c);
 
-typedef struct api_op {
+struct api_op {
     const char *name;
     const vfield_t *input;
     api_handler_fn handler;
@@ -51,7 +53,7 @@ typedef struct api_op {
     /* Optional fast path: handles the raw body and returns true, or returns false (having done nothing) to
      * let the generic parse and validation run. Called under the same lock as handler. */
     bool (*fast)(api_call_t *c, const char *body, size_t len);
-} api_op_t;
+};
 
 /* Looks an operation up by name (len bytes). NULL when unknown. */
 const api_op_t *api_find_op(const char *name, size_t len);
@@ -69,9 +71,9 @@ void api_error(api_call_t *c, kerr_t code, const char *fmt, ...) __attribute__((
 void api_abandon(api_call_t *c);
 /* Counts a finished request in the metrics and writes its request-log line. finish() does it for calls;
  * protocol.c for the requests that never became one (c NULL: request_id and start_us, monotonic, describe
- * the request; the operation is the path). */
+ * the request, and op the operation when it was known, else NULL: the path stands for it). */
 void api_observe(server_t *srv, const api_call_t *c, http_request_t *req, const char *request_id, int64_t start_us,
-                 int status, const char *error, size_t bytes_out);
+                 const api_op_t *op, int status, const char *error, size_t bytes_out);
 /* Notes the stream a call is about (for the request log) and its metrics series; latency is the
  * metrics_histogram_t the call's latency counts in, or -1. Requires the catalog lock. */
 void api_note_stream(api_call_t *c, stream_t *s, int latency);

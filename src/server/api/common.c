@@ -39,7 +39,7 @@ static void stream_from_input(const api_call_t *c, char out[STREAM_NAME_MAX + 1]
 }
 
 void api_observe(server_t *srv, const api_call_t *c, http_request_t *req, const char *request_id, int64_t start_us,
-                 int status, const char *error, size_t bytes_out)
+                 const api_op_t *op, int status, const char *error, size_t bytes_out)
 {
     if (c != NULL) {
         start_us = c->start_us;
@@ -47,7 +47,9 @@ void api_observe(server_t *srv, const api_call_t *c, http_request_t *req, const 
     }
     int64_t now_us = clock_monotonic_us();
     int64_t us = now_us - start_us;
-    metrics_request(srv->metrics, c != NULL ? c->op_index : -1, status, (uint64_t)us);
+    size_t nops;
+    int op_index = c != NULL ? c->op_index : op != NULL ? (int)(op - api_ops(&nops)) : -1;
+    metrics_request(srv->metrics, op_index, status, (uint64_t)us);
     if (c != NULL && c->series != 0 && c->latency >= 0) {
         metrics_observe(srv->metrics, c->series, (metrics_histogram_t)c->latency, (uint64_t)us);
     }
@@ -70,7 +72,7 @@ void api_observe(server_t *srv, const api_call_t *c, http_request_t *req, const 
     reqlog_entry_t e = {
         .time_ms = c != NULL ? c->start_ms : clock_now_ms() - us / 1000,
         .request_id = request_id,
-        .operation = c != NULL ? c->op : path_op,
+        .operation = c != NULL ? c->op : op != NULL ? op->name : path_op,
         .stream = stream,
         .status = status,
         .error = error,
@@ -91,11 +93,11 @@ static void finish(api_call_t *c, int status, const char *error)
             log_error("%s: reply is not valid JSON; sent as an empty CBOR body", c->op);
         }
         bytes_out = body.len;
-        api_observe(c->srv, c, c->req, NULL, 0, status, error, bytes_out);
+        api_observe(c->srv, c, c->req, NULL, 0, NULL, status, error, bytes_out);
         http_reply(c->req, status, "application/x-amz-cbor-1.1", &body);
     } else {
         bytes_out = c->out.len;
-        api_observe(c->srv, c, c->req, NULL, 0, status, error, bytes_out);
+        api_observe(c->srv, c, c->req, NULL, 0, NULL, status, error, bytes_out);
         http_reply(c->req, status, "application/x-amz-json-1.1", &c->out);
     }
     cJSON_Delete((cJSON *)c->input);

@@ -546,7 +546,7 @@ void op_subscribe_to_shard(api_call_t *c)
 
     /* logged and counted when it starts (its events have metrics of their own) */
     snprintf(c->stream, sizeof c->stream, "%s", s->name);
-    api_observe(srv, c, c->req, NULL, 0, 200, NULL, 0);
+    api_observe(srv, c, c->req, NULL, 0, NULL, 200, NULL, 0);
     http_stream_events_t events = {on_drain, on_close, sub};
     sub->hs = http_stream_start(c->req, 200, "application/vnd.amazon.eventstream", &events);
     sub->cbor = c->cbor;
