@@ -283,10 +283,12 @@ struct eddy_producer {
     size_t agg_pooled;
 };
 
+/* Monotonic milliseconds. The coarse clock (a few ms of resolution, no clock read) is plenty for deadlines
+ * of tens of milliseconds and is read on every put. */
 static int64_t now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -407,77 +409,94 @@ static void finish_urec(eddy_producer_t *p, done_list_t *dl, urec_t *u, int err)
 }
 
 /* Calls the callbacks and frees the urecs (without the lock), then releases their room. */
-static void run_callbacks(eddy_producer_t *p, done_list_t *dl)
+/* What completing user records adds to the producer's counts (applied under the lock, once per batch). */
+typedef struct completion {
+    size_t n, bytes;
+    eddy_producer_metrics_t m;
+    double buffering_sum;
+    uint64_t buffering_n;
+} completion_t;
+
+/* Calls one urec's callback and frees it (without the lock). */
+static void complete_one(urec_t *u, completion_t *acc)
 {
-    size_t n = 0, bytes = 0;
-    eddy_producer_metrics_t m = {0};
-    double buffering_sum = 0;
-    uint64_t buffering_n = 0;
-    for (urec_t *u = dl->head, *next; u != NULL; u = next) {
-        next = u->next;
-        if (u->err == EDDY_OK) {
-            m.user_records_put++;
-            m.user_bytes_put += u->data_len;
-        } else {
-            m.user_records_failed++;
-            m.user_records_expired += u->err == EDDY_ERR_EXPIRED;
-        }
-        m.retries += u->total_attempts > 1 ? u->total_attempts - 1 : 0;
-        if (u->first_sent_ms != 0) {
-            buffering_sum += (double)(u->first_sent_ms - u->arrival_ms);
-            buffering_n++;
-        }
-        eddy_attempt_t attempts[ATTEMPTS_KEPT];
-        attempt_t *list = attempt_list(u);
-        int64_t prev = u->arrival_ms;
-        for (size_t i = 0; i < u->nattempts; i++) {
-            const attempt_t *a = &list[i];
-            attempts[i] = (eddy_attempt_t){a->start_ms - prev, a->end_ms - a->start_ms, a->success, a->code,
-                                           a->message};
-            prev = a->end_ms;
-        }
-        const attempt_t *last = u->nattempts > 0 ? &list[u->nattempts - 1] : NULL;
-        bool ok = u->err == EDDY_OK && u->landing != NULL;
-        eddy_put_result_t r = {
-            .err = u->err,
-            .shard_id = ok ? u->landing->shard_id : NULL,
-            .sequence_number = ok ? u->landing->sequence_number : NULL,
-            .sub_sequence_number = u->sub_sequence_number,
-            .aggregated = u->aggregated,
-            .error_code = u->err != EDDY_OK && last != NULL && last->code != NULL ? last->code
-                          : u->err == EDDY_ERR_EXPIRED                           ? "Expired"
-                                                                                 : NULL,
-            .error_message = u->err != EDDY_OK && last != NULL ? last->message : NULL,
-            .attempts = attempts,
-            .attempt_count = u->nattempts,
-        };
-        if (u->done != NULL) {
-            u->done(u->arg, &r);
-        }
-        n++;
-        bytes += u->pk_len + u->data_len;
-        for (size_t i = 0; i < u->nattempts; i++) {
-            attempt_dispose(&list[i]);
-        }
-        free(u->attempts);
-        landing_unref(u->landing);
-        free(u);
+    if (u->err == EDDY_OK) {
+        acc->m.user_records_put++;
+        acc->m.user_bytes_put += u->data_len;
+    } else {
+        acc->m.user_records_failed++;
+        acc->m.user_records_expired += u->err == EDDY_ERR_EXPIRED;
     }
-    if (n == 0) {
+    acc->m.retries += u->total_attempts > 1 ? u->total_attempts - 1 : 0;
+    if (u->first_sent_ms != 0) {
+        acc->buffering_sum += (double)(u->first_sent_ms - u->arrival_ms);
+        acc->buffering_n++;
+    }
+    eddy_attempt_t attempts[ATTEMPTS_KEPT];
+    attempt_t *list = attempt_list(u);
+    int64_t prev = u->arrival_ms;
+    for (size_t i = 0; i < u->nattempts; i++) {
+        const attempt_t *a = &list[i];
+        attempts[i] = (eddy_attempt_t){a->start_ms - prev, a->end_ms - a->start_ms, a->success, a->code, a->message};
+        prev = a->end_ms;
+    }
+    const attempt_t *last = u->nattempts > 0 ? &list[u->nattempts - 1] : NULL;
+    bool ok = u->err == EDDY_OK && u->landing != NULL;
+    eddy_put_result_t r = {
+        .err = u->err,
+        .shard_id = ok ? u->landing->shard_id : NULL,
+        .sequence_number = ok ? u->landing->sequence_number : NULL,
+        .sub_sequence_number = u->sub_sequence_number,
+        .aggregated = u->aggregated,
+        .error_code = u->err != EDDY_OK && last != NULL && last->code != NULL ? last->code
+                      : u->err == EDDY_ERR_EXPIRED                           ? "Expired"
+                                                                             : NULL,
+        .error_message = u->err != EDDY_OK && last != NULL ? last->message : NULL,
+        .attempts = attempts,
+        .attempt_count = u->nattempts,
+    };
+    if (u->done != NULL) {
+        u->done(u->arg, &r);
+    }
+    acc->n++;
+    acc->bytes += u->pk_len + u->data_len;
+    for (size_t i = 0; i < u->nattempts; i++) {
+        attempt_dispose(&list[i]);
+    }
+    free(u->attempts);
+    landing_unref(u->landing);
+    free(u);
+}
+
+/* Applies what completions added and releases their room (takes the lock). */
+static void apply_completions(eddy_producer_t *p, const completion_t *acc)
+{
+    if (acc->n == 0) {
         return;
     }
     pthread_mutex_lock(&p->lock);
-    p->outstanding -= n;
-    p->outstanding_bytes -= bytes;
-    p->m.user_records_put += m.user_records_put;
-    p->m.user_bytes_put += m.user_bytes_put;
-    p->m.user_records_failed += m.user_records_failed;
-    p->m.user_records_expired += m.user_records_expired;
-    p->m.retries += m.retries;
-    p->buffering_sum_ms += buffering_sum;
-    p->buffering_n += buffering_n;
+    p->outstanding -= acc->n;
+    p->outstanding_bytes -= acc->bytes;
+    p->m.user_records_put += acc->m.user_records_put;
+    p->m.user_bytes_put += acc->m.user_bytes_put;
+    p->m.user_records_failed += acc->m.user_records_failed;
+    p->m.user_records_expired += acc->m.user_records_expired;
+    p->m.retries += acc->m.retries;
+    p->buffering_sum_ms += acc->buffering_sum;
+    p->buffering_n += acc->buffering_n;
     pthread_cond_broadcast(&p->room);
     pthread_mutex_unlock(&p->lock);
+}
+
+/* Calls the callbacks and frees the urecs (without the lock), then releases their room. */
+static void run_callbacks(eddy_producer_t *p, done_list_t *dl)
+{
+    completion_t acc = {0};
+    for (urec_t *u = dl->head, *next; u != NULL; u = next) {
+        next = u->next;
+        complete_one(u, &acc);
+    }
+    apply_completions(p, &acc);
 }
 
 /* ---- the pipeline (all with the lock held) ---- */
@@ -1001,19 +1020,22 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
     wake_thread(p);
     pthread_mutex_unlock(&p->lock);
     cJSON_Delete(root);
-    /* the user records of the Kinesis records that succeeded, outside the lock (puts go on meanwhile) */
+    /* the user records of the Kinesis records that succeeded, completed outside the lock (puts go on
+     * meanwhile) in one walk: each is noted, called back and freed while it is in the cache */
+    completion_t acc = {0};
     for (krec_t *k = landed; k != NULL; k = k->next) {
         uint64_t sub = 0;
         for (urec_t *u = k->urecs, *next; u != NULL; u = next, sub++) {
             next = u->next;
             if (u->first_sent_ms == 0) {
-                u->first_sent_ms = sc->start_ms; /* noted here, not when sending: one walk over the urecs */
+                u->first_sent_ms = sc->start_ms;
             }
             add_attempt(u, sc->start_ms, now, true, NULL, NULL);
-            u->landing = k->landing;
+            u->landing = k->landing; /* shared: it was made with one reference per urec */
             u->sub_sequence_number = k->count > 1 ? sub : 0;
             u->aggregated = k->count > 1;
-            finish_urec(p, &dl, u, k->landing != NULL ? EDDY_OK : EDDY_ERR_NOMEM);
+            u->err = k->landing != NULL ? EDDY_OK : EDDY_ERR_NOMEM;
+            complete_one(u, &acc);
         }
         k->urecs = NULL;
     }
@@ -1027,6 +1049,7 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
     }
     free(sc);
     run_callbacks(p, &dl);
+    apply_completions(p, &acc);
 }
 
 /* Builds and sends one PutRecords of the krecs (taken out of the collector). Called without the lock. */
