@@ -504,3 +504,41 @@ Test(producer, the_same_against_kinesalite, .timeout = 300)
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
 }
+
+/* Memory is bounded: with nothing answering, put refuses past max_outstanding_bytes (block_when_full false)
+ * and every accepted record still completes once, with a final error after its TTL. */
+Test(producer, memory_is_bounded_and_unreachable_records_expire, .timeout = 120)
+{
+    eddy_process_t nobody = {0};
+    snprintf(nobody.endpoint, sizeof nobody.endpoint, "http://127.0.0.1:%d", free_port()); /* nothing listens */
+    eddy_client_t *c = client_for(&nobody);
+    eddy_producer_config_t *cfg = eddy_producer_config_new();
+    char err[256];
+    cr_assert_eq(eddy_producer_config_set(cfg, "max_outstanding_bytes", "1048576", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(eddy_producer_config_set(cfg, "block_when_full", "false", err, sizeof err), 0);
+    cr_assert_eq(eddy_producer_config_set(cfg, "record_ttl_ms", "500", err, sizeof err), 0);
+    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    size_t n = 20000;
+    run_t *run = run_new(n);
+    unsigned char data[100] = {0};
+    size_t accepted = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        put_ctx_t *ctx = malloc(sizeof *ctx);
+        *ctx = (put_ctx_t){run, i};
+        rc = eddy_producer_put(p, "s", "key-0", 5, NULL, data, sizeof data, on_done, ctx);
+        if (rc != EDDY_OK) {
+            free(ctx);
+            break;
+        }
+        accepted++;
+    }
+    cr_assert_eq(rc, EDDY_ERR_WOULD_BLOCK, "put went on past the bound (%s)", eddy_err_name(rc));
+    cr_assert_leq(accepted * (sizeof data + 5), 1048576 + sizeof data + 5);
+    cr_assert_gt(accepted, 1000);
+    eddy_producer_destroy(p); /* waits for the TTL: every accepted record fails once */
+    cr_assert_eq(atomic_load(&run->callbacks), accepted);
+    cr_assert_eq(atomic_load(&run->failures), accepted);
+    run_free(run);
+    eddy_client_free(c);
+}
