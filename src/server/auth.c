@@ -198,7 +198,13 @@ kerr_t auth_check(server_t *srv, http_request_t *req, auth_principal_t *who, cha
         e = KERR_EXPIRED_TOKEN;
     }
     if (e == KERR_NONE) {
-        e = sigv4_verify(&r, &parsed, key->secret, srv->cfg.region, "kinesis", now, msg, msglen);
+        /* DynamoDB requests (the KCL's lease table, server/dynamodb) are signed for the service "dynamodb" */
+        const char *target = NULL;
+        size_t tlen = 0;
+        bool dynamodb = header(views, n, "x-amz-target", &target, &tlen) && tlen > 18 &&
+                        memcmp(target, "DynamoDB_20120810.", 18) == 0;
+        e = sigv4_verify(&r, &parsed, key->secret, srv->cfg.region, dynamodb ? "dynamodb" : "kinesis", now, msg,
+                         msglen);
         if (e == KERR_INVALID_SIGNATURE) {
             buf_t creq = BUF_INIT;
             sigv4_verified_canonical_request(&r, &parsed, &creq);

@@ -12,6 +12,7 @@
 #include "server/api/api.h"
 #include "server/auth.h"
 #include "server/cbor_json.h"
+#include "server/dynamodb/dynamodb.h"
 #include "server/scrape.h"
 #include "server/ui/ui.h"
 
@@ -207,6 +208,21 @@ static void handle_api(request_t *rq, const auth_principal_t *who, bool cbor, co
     http_request_t *req = rq->req;
     const char *target = NULL;
     size_t tlen = 0;
+    /* DynamoDB (the KCL's lease table, server/dynamodb): AWS JSON 1.0, its own routing and replies. */
+    http_request_header(req, "x-amz-target", &target, &tlen);
+    if (target != NULL && tlen >= strlen(DDB_TARGET_PREFIX) &&
+        memcmp(target, DDB_TARGET_PREFIX, strlen(DDB_TARGET_PREFIX)) == 0 && ctype != NULL &&
+        (equals(ctype, clen, "application/x-amz-json-1.0") || equals(ctype, clen, "application/json"))) {
+        if (auth_needs_authorization(srv, who)) {
+            /* identity and resource policies name kinesis: actions only; fail closed */
+            reply_text(rq, 400, "application/x-amz-json-1.0",
+                       "{\"__type\":\"com.amazon.coral.service#AccessDeniedException\",\"message\":\"eddy does "
+                       "not evaluate IAM policies for DynamoDB actions: use a key without identity policies\"}");
+            return;
+        }
+        ddb_handle(srv, req, rq->id, rq->start_us, target + strlen(DDB_TARGET_PREFIX), tlen - strlen(DDB_TARGET_PREFIX));
+        return;
+    }
     if (ctype == NULL || !(cbor || equals(ctype, clen, "application/x-amz-json-1.1") || equals(ctype, clen, "application/json"))) {
         const char *auth;
         size_t alen;

@@ -473,6 +473,11 @@ void catalog_close(catalog_t *cat)
     free(cat);
 }
 
+struct sqlite3 *catalog_sqlite(catalog_t *cat)
+{
+    return cat->db;
+}
+
 void catalog_lock(catalog_t *cat)
 {
     pthread_rwlock_wrlock(&cat->lock);

@@ -199,6 +199,12 @@ void shard_id_format(uint32_t index, char out[32]);
 int catalog_get_setting(catalog_t *cat, const char *key, char *value, size_t value_len);
 int catalog_set_setting(catalog_t *cat, const char *key, const char *value);
 
+/* The catalog's SQLite connection, for modules that keep their own tables in catalog.db (the DynamoDB
+ * subset: server/dynamodb/store.c). Borrowed; valid until catalog_close. The connection is not thread-safe:
+ * use it only under catalog_lock (exclusive), and never leave a transaction open when unlocking. */
+struct sqlite3;
+struct sqlite3 *catalog_sqlite(catalog_t *cat);
+
 const char *stream_status_name(stream_status_t st);
 const char *stream_mode_name(stream_mode_t m);
 
