@@ -13,6 +13,7 @@
 
 #include "cli/cert.h"
 #include "cli/put.h"
+#include "cli/tail.h"
 #include "common/log.h"
 #include "server/server.h"
 
@@ -28,6 +29,7 @@ static void usage(FILE *out)
                  "  serve     run the server (eddy serve --help for its options)\n"
                  "  cert      create a local CA and a server certificate for TLS (eddy cert --help)\n"
                  "  put       put lines or records from files or stdin into a stream (eddy put --help)\n"
+                 "  tail      print a stream's records and follow new ones (eddy tail --help)\n"
                  "  version   print the version\n"
                  "  help      print this help\n",
             EDDY_VERSION);
@@ -470,6 +472,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "put") == 0) {
         return put_main(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "tail") == 0) {
+        return tail_main(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("eddy %s\n", EDDY_VERSION);
