@@ -16,6 +16,7 @@
 #include "server/auth.h"
 #include "server/autoscale.h"
 #include "server/dataplane.h"
+#include "server/dynamodb/dynamodb.h"
 #include "server/api/api.h"
 #include "server/metrics.h"
 #include "server/protocol.h"
@@ -126,6 +127,11 @@ int server_start(server_t *srv, const server_config_t *cfg)
         goto fail;
     }
     catalog_lock(srv->catalog);
+    rc = ddb_init(srv);
+    if (rc != 0) {
+        catalog_unlock(srv->catalog);
+        goto fail;
+    }
     catalog_settle(srv->catalog, clock_now_ms());
     for (size_t i = 0; i < catalog_stream_count(srv->catalog); i++) {
         stream_t *s = catalog_stream_at(srv->catalog, i);

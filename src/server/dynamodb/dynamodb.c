@@ -10,6 +10,7 @@
 #include "server/dynamodb/dynamodb.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1511,7 +1512,15 @@ static const struct {
     {"UpdateItem", op_update_item},
 };
 
-static struct sqlite3 *initialised_db; /* the connection whose ddb_ tables exist (under the write lock) */
+int ddb_init(server_t *srv)
+{
+    if (ddb_store_init(catalog_sqlite(srv->catalog)) != 0) {
+        log_error("cannot create the DynamoDB tables in the catalog");
+        return -EIO;
+    }
+    return 0;
+}
+
 
 void ddb_handle(server_t *srv, http_request_t *req, const char *request_id, int64_t start_us, const char *op,
                 size_t oplen)
@@ -1538,16 +1547,7 @@ void ddb_handle(server_t *srv, http_request_t *req, const char *request_id, int6
         r.in = input;
         catalog_lock(srv->catalog);
         r.db = catalog_sqlite(srv->catalog);
-        if (initialised_db != r.db) {
-            if (ddb_store_init(r.db) == 0) {
-                initialised_db = r.db;
-            } else {
-                internal(&r, "creating the DynamoDB tables");
-            }
-        }
-        if (r.err == E_NONE) {
-            fn(&r);
-        }
+        fn(&r);
         catalog_unlock(srv->catalog);
     }
     cJSON_Delete(input);

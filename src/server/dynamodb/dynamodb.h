@@ -18,6 +18,10 @@
 
 #define DDB_TARGET_PREFIX "DynamoDB_20120810."
 
+/* Creates the DynamoDB tables (ddb_tables, ddb_items) in the catalog's database when missing. Called by
+ * server_start under the catalog write lock. Returns 0, or -EIO (logged). */
+int ddb_init(server_t *srv);
+
 /* Handles one request and replies (always, exactly once). op/oplen: the operation name after the prefix
  * (a view into the request). request_id and start_us (monotonic) are for the request log and metrics.
  * @thread loop */
