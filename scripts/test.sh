@@ -18,6 +18,11 @@ cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DEDD
 cmake --build build-fuzz -j"$(nproc)"
 (cd build-fuzz && ctest --output-on-failure -R '^fuzz/')
 
+# An optimised build with -Werror too: some warnings (format-truncation, maybe-uninitialized) only appear
+# at -O2 and above.
+cmake -S . -B build-werror-release -DCMAKE_BUILD_TYPE=Release -DEDDY_WERROR=ON -DEDDY_TESTS=OFF >/dev/null
+cmake --build build-werror-release -j"$(nproc)"
+
 # Everything else, with gcc, -Werror, ASan and UBSan.
 cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DEDDY_WERROR=ON -DEDDY_SANITIZE=ON >/dev/null
 cmake --build build-test -j"$(nproc)"

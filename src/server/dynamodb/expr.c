@@ -1458,7 +1458,7 @@ static const cJSON *operand(eval_t *ev, int n)
             return NULL;
         }
         const char *t = ddb_value_type(v);
-        size_t size;
+        size_t size = 0;
         if (strcmp(t, "S") == 0) {
             size = strlen(value_of(v)->valuestring);
         } else if (strcmp(t, "B") == 0) {
