@@ -1443,6 +1443,24 @@ static cJSON *number_value(const char *s)
     return av;
 }
 
+/* The two operands of a binary update function (list_append, +, -); false (ev failed, err said) when one is
+ * missing from the item. */
+static const cJSON *operand(eval_t *ev, int node);
+static bool both_operands(eval_t *ev, const node_t *nd, const cJSON **a, const cJSON **b)
+{
+    *a = operand(ev, nd->a);
+    *b = operand(ev, nd->b);
+    if (ev->failed) {
+        return false;
+    }
+    if (*a == NULL || *b == NULL) {
+        ev->failed = true;
+        fail(ev->err, ev->errlen, "The provided expression refers to an attribute that does not exist in the item");
+        return false;
+    }
+    return true;
+}
+
 /* The value of an operand; NULL when it names a missing attribute (or on failure, ev->failed). */
 static const cJSON *operand(eval_t *ev, int n)
 {
@@ -1477,13 +1495,8 @@ static const cJSON *operand(eval_t *ev, int n)
         return v != NULL ? v : operand(ev, nd->b);
     }
     case NK_LIST_APPEND: {
-        const cJSON *a = operand(ev, nd->a), *b = operand(ev, nd->b);
-        if (ev->failed) {
-            return NULL;
-        }
-        if (a == NULL || b == NULL) {
-            ev->failed = true;
-            fail(ev->err, ev->errlen, "The provided expression refers to an attribute that does not exist in the item");
+        const cJSON *a, *b;
+        if (!both_operands(ev, nd, &a, &b)) {
             return NULL;
         }
         if (!is_type(a, "L") || !is_type(b, "L")) {
@@ -1502,13 +1515,8 @@ static const cJSON *operand(eval_t *ev, int n)
     }
     case NK_PLUS:
     case NK_MINUS: {
-        const cJSON *a = operand(ev, nd->a), *b = operand(ev, nd->b);
-        if (ev->failed) {
-            return NULL;
-        }
-        if (a == NULL || b == NULL) {
-            ev->failed = true;
-            fail(ev->err, ev->errlen, "The provided expression refers to an attribute that does not exist in the item");
+        const cJSON *a, *b;
+        if (!both_operands(ev, nd, &a, &b)) {
             return NULL;
         }
         if (!is_type(a, "N") || !is_type(b, "N")) {

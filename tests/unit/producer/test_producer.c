@@ -211,10 +211,8 @@ static void verify(const run_t *run, reader_t *rd, bool failures_may_be_present,
             cr_assert(failures_may_be_present, "record %zu failed but was read back", s->index);
         }
     }
-    size_t ok = 0;
     for (size_t i = 0; i < run->n; i++) {
         if (atomic_load(&run->outcomes[i].state) == 1) {
-            ok++;
             cr_assert_eq(count[i], 1, "record %zu: succeeded, read back %d times", i, count[i]);
         } else if (!failures_may_be_present) {
             cr_assert_eq(count[i], 0);
@@ -236,7 +234,6 @@ static void verify(const run_t *run, reader_t *rd, bool failures_may_be_present,
         }
     }
     free(count);
-    (void)ok;
 }
 
 static void put_range(eddy_producer_t *p, const char *stream, run_t *run, size_t from, size_t to, size_t size)
