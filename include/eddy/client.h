@@ -58,7 +58,11 @@ EDDY_API void eddy_config_free(eddy_config_t *cfg);
  *   max_retries         retries after the first attempt (default 3)
  *   retry_base_ms, retry_max_ms   backoff (defaults 25 and 2000)
  *   verify_tls          "true" (default) or "false"; ca_file: a PEM bundle to trust instead
- *   user_agent_suffix   appended to the User-Agent */
+ *   user_agent_suffix   appended to the User-Agent
+ *   service             "kinesis" (default) or "dynamodb": the AWS JSON API the client speaks
+ *                       (X-Amz-Target Kinesis_20131202.* or DynamoDB_20120810.*, the SigV4 service name, the
+ *                       default endpoint). Setting "dynamodb" takes the endpoint from AWS_ENDPOINT_URL_DYNAMODB,
+ *                       else AWS_ENDPOINT_URL, unless "endpoint" was set. */
 EDDY_API int eddy_config_set(eddy_config_t *cfg, const char *key, const char *value, char *err, size_t errlen);
 
 /* ---- the client ---- */
@@ -98,6 +102,34 @@ EDDY_API int eddy_client_call_async(eddy_client_t *c, const char *operation, con
 EDDY_API int eddy_client_call(eddy_client_t *c, const char *operation, const char *body, size_t body_len,
                      eddy_response_t **out);
 EDDY_API void eddy_response_free(eddy_response_t *resp);
+
+/* ---- streaming calls (SubscribeToShard) ---- */
+
+/* A call whose reply is an AWS event stream (application/vnd.amazon.eventstream). */
+typedef struct eddy_stream eddy_stream_t;
+
+/* Called on the I/O thread for each event of the reply, in order: event_type is its :event-type header
+ * ("initial-response", "SubscribeToShardEvent"), payload its JSON (views valid during the call). Return 0
+ * to go on, or 1 to pause the stream: no more events (and, once libcurl's buffer is full, no more reading
+ * from the network, which holds the sender back) until eddy_stream_resume. A modeled exception in the
+ * stream (":message-type" exception) ends the call with EDDY_ERR_SERVICE and its type. */
+typedef int (*eddy_event_fn)(void *arg, const char *event_type, const char *payload, size_t payload_len);
+
+/* Starts a streaming call of `operation` (body copied). Each event goes to on_event; done(arg, resp) is
+ * called exactly once when the stream ends (the server closed it: EDDY_OK), failed, or was cancelled
+ * (EDDY_ERR_CANCELLED); resp->body is the error reply, if any. Retries (as for other calls) happen only
+ * while no event has been delivered. There is no whole-request timeout: the stream lasts as long as the
+ * server keeps it open. *out (kept by the caller) is the stream's handle, freed with eddy_stream_free; both
+ * arg and the handle must stay valid until done has been called. Returns 0, or an error (then done is not
+ * called and *out is NULL). */
+EDDY_API int eddy_client_stream_async(eddy_client_t *c, const char *operation, const char *body, size_t body_len,
+                                      eddy_event_fn on_event, eddy_call_fn done, void *arg, eddy_stream_t **out);
+/* Delivers events again after on_event returned 1. Any thread. */
+EDDY_API void eddy_stream_resume(eddy_stream_t *s);
+/* Ends the stream early: done follows with EDDY_ERR_CANCELLED (unless it already ended). Any thread. */
+EDDY_API void eddy_stream_cancel(eddy_stream_t *s);
+/* Releases the caller's handle (cancelling the stream when it still runs; done is still called). */
+EDDY_API void eddy_stream_free(eddy_stream_t *s);
 
 /* Where the client sends requests ("http://127.0.0.1:4567"); static for the client's lifetime. */
 EDDY_API const char *eddy_client_endpoint(const eddy_client_t *c);

@@ -26,6 +26,9 @@ typedef enum eddy_err {
     EDDY_ERR_CLOSED = -9,      /* the client or producer is shutting down */
     EDDY_ERR_EXPIRED = -10,    /* a record outlived its record_ttl_ms before it could be put */
     EDDY_ERR_TOO_LARGE = -11,  /* a record is larger than the service accepts */
+    EDDY_ERR_CANCELLED = -12,  /* the caller cancelled the call (eddy_stream_cancel) */
+    EDDY_ERR_LEASE_LOST = -13, /* consumer: this worker no longer holds the shard's lease (a zombie checkpoint) */
+    EDDY_ERR_SHUTDOWN = -14,   /* consumer: the worker or the shard's processing is shutting down */
 } eddy_err_t;
 
 /* A static name for an error ("EDDY_ERR_TIMEOUT"), and whether trying again may succeed. */

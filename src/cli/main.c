@@ -14,6 +14,7 @@
 #include "cli/cert.h"
 #include "cli/put.h"
 #include "cli/tail.h"
+#include "cli/consume.h"
 #include "common/log.h"
 #include "server/server.h"
 
@@ -30,6 +31,7 @@ static void usage(FILE *out)
                  "  cert      create a local CA and a server certificate for TLS (eddy cert --help)\n"
                  "  put       put lines or records from files or stdin into a stream (eddy put --help)\n"
                  "  tail      print a stream's records and follow new ones (eddy tail --help)\n"
+                 "  consume   run a KCL MultiLang record processor per shard lease (eddy consume --help)\n"
                  "  version   print the version\n"
                  "  help      print this help\n",
             EDDY_VERSION);
@@ -475,6 +477,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "tail") == 0) {
         return tail_main(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "consume") == 0) {
+        return consume_main(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("eddy %s\n", EDDY_VERSION);

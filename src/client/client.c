@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@
 
 #include "common/buf.h"
 #include "common/clock.h"
+#include "common/eventstream.h"
 #include "common/kinesis_errors.h"
 #include "common/sigv4.h"
 
@@ -45,10 +47,8 @@
 #define EDDY_VERSION "0"
 #endif
 
-#define TARGET_PREFIX "Kinesis_20131202."
-#define CONTENT_TYPE "application/x-amz-json-1.1"
-#define SERVICE "kinesis"
 #define OPERATION_MAX 64
+#define TARGET_MAX (32 + OPERATION_MAX)
 #define REPLY_MAX ((size_t)64 << 20) /* a larger reply is a protocol error (GetRecords returns <= 10 MiB) */
 #define POOL_MAX 64                  /* idle easy handles kept */
 #define ERROR_TYPE_MAX 128
@@ -153,6 +153,12 @@ const char *eddy_err_name(int err)
         return "EDDY_ERR_EXPIRED";
     case EDDY_ERR_TOO_LARGE:
         return "EDDY_ERR_TOO_LARGE";
+    case EDDY_ERR_CANCELLED:
+        return "EDDY_ERR_CANCELLED";
+    case EDDY_ERR_LEASE_LOST:
+        return "EDDY_ERR_LEASE_LOST";
+    case EDDY_ERR_SHUTDOWN:
+        return "EDDY_ERR_SHUTDOWN";
     default:
         return "EDDY_ERR_UNKNOWN";
     }
@@ -170,6 +176,15 @@ bool client_error_retriable(int http_status, const char *type)
         const kerr_info_t *k = kerr_by_type(type, strlen(type));
         if (k != NULL && k->retriable) {
             return true;
+        }
+        /* DynamoDB's retriable errors that Kinesis does not share */
+        static const char *const dynamodb[] = {"ProvisionedThroughputExceededException", "ThrottlingException",
+                                               "RequestLimitExceeded", "InternalServerError",
+                                               "ServiceUnavailable", "LimitExceededException"};
+        for (size_t i = 0; i < sizeof dynamodb / sizeof dynamodb[0]; i++) {
+            if (strcmp(type, dynamodb[i]) == 0) {
+                return true;
+            }
         }
     }
     return http_status >= 500 || http_status == 429;
@@ -341,7 +356,31 @@ int eddy_config_set(eddy_config_t *cfg, const char *key, const char *value, char
         set_err(err, errlen, "eddy_config_set: the configuration, key and value must not be NULL");
         return EDDY_ERR_INVALID;
     }
+    if (strcmp(key, "service") == 0) {
+        client_service_t service;
+        const char *env_name;
+        if (strcmp(value, "kinesis") == 0) {
+            service = CLIENT_SERVICE_KINESIS;
+            env_name = "AWS_ENDPOINT_URL_KINESIS";
+        } else if (strcmp(value, "dynamodb") == 0) {
+            service = CLIENT_SERVICE_DYNAMODB;
+            env_name = "AWS_ENDPOINT_URL_DYNAMODB";
+        } else {
+            set_err(err, errlen, "service '%s': kinesis or dynamodb", value);
+            return EDDY_ERR_INVALID;
+        }
+        cfg->service = service;
+        if (!cfg->endpoint_is_set) { /* the endpoint the AWS tools would take for this service */
+            const char *endpoint = env(env_name);
+            if (!replace(&cfg->endpoint, endpoint != NULL ? endpoint : env("AWS_ENDPOINT_URL"))) {
+                set_err(err, errlen, "out of memory");
+                return EDDY_ERR_NOMEM;
+            }
+        }
+        return EDDY_OK;
+    }
     if (strcmp(key, "endpoint") == 0) {
+        cfg->endpoint_is_set = true;
         if (value[0] != '\0') {
             client_endpoint_t e;
             int rc = client_parse_endpoint(value, &e, err, errlen);
@@ -708,7 +747,7 @@ typedef struct call call_t;
 struct call {
     call_t *next; /* in the submission queue (under the client's lock) */
     eddy_client_t *client;
-    char target[sizeof TARGET_PREFIX + OPERATION_MAX]; /* X-Amz-Target */
+    char target[TARGET_MAX]; /* X-Amz-Target */
     char *body;                                         /* owned copy */
     size_t body_len;
     char payload_hash[65];
@@ -734,10 +773,26 @@ struct call {
     int64_t latency_us;
     char error_type[ERROR_TYPE_MAX];
     char message[MESSAGE_MAX];
+    /* streaming calls only: the reply buffer holds the event bytes not yet decoded */
+    eddy_event_fn on_event;
+    eddy_stream_t *stream;
+    call_t *stream_next; /* in the client's list of live streams (I/O thread) */
+    bool delivered;      /* an event went to on_event: no more retries */
+    bool paused;
+    bool stream_error;   /* a malformed stream, or a modeled exception (error_type set) */
+    bool end_pending;    /* the transfer ended while paused with events undelivered: completes once drained */
+};
+
+/* A stream's handle: the caller's reference and the call's (freed when both are gone). */
+struct eddy_stream {
+    _Atomic int refs;
+    _Atomic bool resume, cancel;
+    eddy_client_t *client;
 };
 
 struct eddy_client {
     eddy_config_t *cfg; /* owned */
+    const char *target_prefix, *content_type, *service;
     client_credentials_t creds;
     client_endpoint_t endpoint;
     char *user_agent;
@@ -766,6 +821,7 @@ struct eddy_client {
     bool pk_workaround;
     enum { H2_NONE, H2_CONNECTING, H2_UP } h2_state;
     call_t *parked, *parked_tail;
+    call_t *streams; /* streaming calls not yet completed */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -776,8 +832,16 @@ static void curl_init(void)
     curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+static void stream_release(eddy_stream_t *s)
+{
+    if (s != NULL && atomic_fetch_sub(&s->refs, 1) == 1) {
+        free(s);
+    }
+}
+
 static void call_free(call_t *call)
 {
+    stream_release(call->stream);
     free(call->body);
     free(call->reply);
     free(call);
@@ -855,12 +919,21 @@ static call_t *timer_pop(eddy_client_t *c)
 /* Runs the callback with the call's outcome and frees the call. @thread I/O */
 static void complete(eddy_client_t *c, call_t *call)
 {
+    if (call->on_event != NULL) {
+        for (call_t **p = &c->streams; *p != NULL; p = &(*p)->stream_next) {
+            if (*p == call) {
+                *p = call->stream_next;
+                break;
+            }
+        }
+    }
     bool replied = call->err == EDDY_OK || call->err == EDDY_ERR_SERVICE || call->err == EDDY_ERR_PROTOCOL;
+    bool event_bytes = call->on_event != NULL && call->http_status >= 200 && call->http_status < 300;
     eddy_response_t r = {
         .err = call->err,
         .http_status = call->http_status,
-        .body = replied && call->reply != NULL ? call->reply : "",
-        .body_len = replied && call->reply != NULL ? call->reply_len : 0,
+        .body = replied && call->reply != NULL && !event_bytes ? call->reply : "",
+        .body_len = replied && call->reply != NULL && !event_bytes ? call->reply_len : 0,
         .error_type = call->error_type,
         .message = call->message,
         .retriable = call->err != EDDY_OK && call->retriable,
@@ -887,10 +960,19 @@ static void fail(call_t *call, int err, bool retriable, const char *fmt, ...)
     va_end(ap);
 }
 
+static size_t on_body_stream(call_t *call, char *data, size_t len);
+
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     call_t *call = arg;
     size_t len = size * n;
+    if (call->on_event != NULL) {
+        long status = 0;
+        curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && status < 300) {
+            return on_body_stream(call, data, len);
+        }
+    }
     if (call->reply_len + len + 1 > call->reply_cap) {
         if (call->reply_len + len > REPLY_MAX) {
             call->reply_too_large = true;
@@ -979,7 +1061,7 @@ static int build_headers(eddy_client_t *c, call_t *call)
     sigv4_format_amz_date(clock_now_ms(), amz_date);
     const char *authority = c->endpoint.authority;
     sigv4_header_t h[4] = {
-        {"content-type", 12, CONTENT_TYPE, strlen(CONTENT_TYPE)},
+        {"content-type", 12, c->content_type, strlen(c->content_type)},
         {"host", 4, authority, strlen(authority)},
         {"x-amz-date", 10, amz_date, 16},
         {"x-amz-target", 12, call->target, strlen(call->target)},
@@ -995,7 +1077,7 @@ static int build_headers(eddy_client_t *c, call_t *call)
         .secret = c->creds.secret,
         .session_token = c->creds.token,
         .region = c->cfg->region,
-        .service = SERVICE,
+        .service = c->service,
         .amz_date = amz_date,
     };
     buf_t authz = BUF_INIT;
@@ -1005,7 +1087,7 @@ static int build_headers(eddy_client_t *c, call_t *call)
         return rc == -ENOMEM ? EDDY_ERR_NOMEM : EDDY_ERR_INVALID;
     }
     struct curl_slist *list = NULL;
-    bool ok = add_header(&list, "Host", authority) && add_header(&list, "Content-Type", CONTENT_TYPE) &&
+    bool ok = add_header(&list, "Host", authority) && add_header(&list, "Content-Type", c->content_type) &&
               add_header(&list, "X-Amz-Target", call->target) && add_header(&list, "X-Amz-Date", amz_date) &&
               (c->creds.token == NULL || add_header(&list, "X-Amz-Security-Token", c->creds.token)) &&
               add_header(&list, "Authorization", authz.data) &&
@@ -1047,7 +1129,8 @@ static bool set_options(eddy_client_t *c, call_t *call, CURL *e)
     SETOPT(e, CURLOPT_ERRORBUFFER, call->curl_error);
     SETOPT(e, CURLOPT_NOSIGNAL, 1L);
     SETOPT(e, CURLOPT_TCP_NODELAY, 1L);
-    SETOPT(e, CURLOPT_TIMEOUT_MS, cfg->request_timeout_ms);
+    /* a stream has no end to wait for; the server ends it (Kinesis: after 5 minutes) */
+    SETOPT(e, CURLOPT_TIMEOUT_MS, call->on_event != NULL ? 0L : cfg->request_timeout_ms);
     SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout_ms);
     long version = c->http_version;
     if (c->pk_workaround && c->h2_state == H2_UP) {
@@ -1116,8 +1199,17 @@ static void start_attempt(eddy_client_t *c, call_t *call)
             call->h2_bootstrap = true;
         }
     }
+    if (call->stream != NULL && atomic_load(&call->stream->cancel)) {
+        fail(call, EDDY_ERR_CANCELLED, false, "cancelled");
+        if (call->h2_bootstrap) {
+            h2_bootstrap_done(c, call, false);
+        }
+        complete(c, call);
+        return;
+    }
     call->attempts++;
     call->reply_len = 0;
+    call->paused = call->stream_error = false;
     if (call->reply != NULL) {
         call->reply[0] = '\0';
     }
@@ -1165,6 +1257,25 @@ failed:
     complete(c, call);
 }
 
+/* The outcome of a stream that carried an exception or could not be decoded. */
+static void stream_error_outcome(call_t *call)
+{
+    if (call->error_type[0] != '\0') { /* a modeled exception; its message is set */
+        call->err = EDDY_ERR_SERVICE;
+        call->retriable = client_error_retriable(0, call->error_type);
+    } else {
+        fail(call, EDDY_ERR_PROTOCOL, false, "malformed event stream");
+    }
+}
+
+/* A stream whose events are all delivered ends well only when no partial message is left. */
+static void stream_check_end(call_t *call)
+{
+    if (call->err == EDDY_OK && call->reply_len > 0) {
+        fail(call, EDDY_ERR_PROTOCOL, false, "the event stream ended inside a message");
+    }
+}
+
 /* Classifies an attempt's outcome into call->err, ->retriable, ->message, ->error_type. */
 static void classify(eddy_client_t *c, call_t *call, CURLcode res, long status)
 {
@@ -1185,6 +1296,10 @@ static void classify(eddy_client_t *c, call_t *call, CURLcode res, long status)
             }
             if (call->reply_too_large) {
                 fail(call, EDDY_ERR_PROTOCOL, false, "the reply is larger than %zu bytes", REPLY_MAX);
+                return;
+            }
+            if (call->stream_error) {
+                stream_error_outcome(call);
                 return;
             }
             break;
@@ -1246,7 +1361,14 @@ static void finish_attempt(eddy_client_t *c, call_t *call, CURLcode res)
     if (call->h2_bootstrap) {
         h2_bootstrap_done(c, call, res == CURLE_OK && version == CURL_HTTP_VERSION_2_0);
     }
-    if (call->err != EDDY_OK && call->retriable && call->attempts <= c->cfg->max_retries) {
+    if (call->on_event != NULL && call->err == EDDY_OK) {
+        if (call->paused && call->reply_len > 0) {
+            call->end_pending = true; /* streams_control completes it once the events are delivered */
+            return;
+        }
+        stream_check_end(call);
+    }
+    if (call->err != EDDY_OK && call->retriable && call->attempts <= c->cfg->max_retries && !call->delivered) {
         int64_t wait_ms = client_backoff_ms(c->cfg->retry_base_ms, c->cfg->retry_max_ms, call->attempts - 1, &c->rng);
         call->due_us = now + wait_ms * 1000;
         if (timer_push(c, call)) {
@@ -1256,6 +1378,8 @@ static void finish_attempt(eddy_client_t *c, call_t *call, CURLcode res)
     }
     complete(c, call);
 }
+
+static void streams_control(eddy_client_t *c);
 
 static bool should_exit(eddy_client_t *c)
 {
@@ -1276,6 +1400,10 @@ static void *io_main(void *arg)
         while (list != NULL) {
             call_t *next = list->next;
             list->next = NULL;
+            if (list->on_event != NULL) {
+                list->stream_next = c->streams;
+                c->streams = list;
+            }
             start_attempt(c, list);
             list = next;
         }
@@ -1283,6 +1411,7 @@ static void *io_main(void *arg)
         while (c->ntimers > 0 && c->timers[0]->due_us <= now) {
             start_attempt(c, timer_pop(c));
         }
+        streams_control(c);
         int running;
         curl_multi_perform(c->multi, &running);
         CURLMsg *msg;
@@ -1331,13 +1460,23 @@ eddy_client_t *eddy_client_new(eddy_config_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     c->cfg = cfg;
+    if (cfg->service == CLIENT_SERVICE_DYNAMODB) {
+        c->target_prefix = "DynamoDB_20120810.";
+        c->content_type = "application/x-amz-json-1.0";
+        c->service = "dynamodb";
+    } else {
+        c->target_prefix = "Kinesis_20131202.";
+        c->content_type = "application/x-amz-json-1.1";
+        c->service = "kinesis";
+    }
     if (client_resolve_credentials(cfg, &c->creds, err, errlen) != 0) {
         goto failed;
     }
     char default_endpoint[128];
     const char *endpoint = cfg->endpoint;
     if (endpoint == NULL) {
-        snprintf(default_endpoint, sizeof default_endpoint, "https://kinesis.%s.amazonaws.com", cfg->region);
+        snprintf(default_endpoint, sizeof default_endpoint, "https://%s.%s.amazonaws.com",
+                 cfg->service == CLIENT_SERVICE_DYNAMODB ? "dynamodb" : "kinesis", cfg->region);
         endpoint = default_endpoint;
     }
     if (client_parse_endpoint(endpoint, &c->endpoint, err, errlen) != 0) {
@@ -1450,8 +1589,8 @@ static bool valid_operation(const char *op)
     return true;
 }
 
-int eddy_client_call_async(eddy_client_t *c, const char *operation, const char *body, size_t body_len,
-                           eddy_call_fn done, void *arg)
+static int submit(eddy_client_t *c, const char *operation, const char *body, size_t body_len, eddy_call_fn done,
+                  void *arg, eddy_event_fn on_event, eddy_stream_t *stream)
 {
     if (c == NULL || operation == NULL || !valid_operation(operation) || done == NULL ||
         (body == NULL && body_len > 0)) {
@@ -1476,7 +1615,8 @@ int eddy_client_call_async(eddy_client_t *c, const char *operation, const char *
     call->client = c;
     call->done = done;
     call->arg = arg;
-    snprintf(call->target, sizeof call->target, TARGET_PREFIX "%s", operation);
+    call->on_event = on_event;
+    snprintf(call->target, sizeof call->target, "%s%s", c->target_prefix, operation);
 
     pthread_mutex_lock(&c->lock);
     if (c->closing) {
@@ -1491,9 +1631,194 @@ int eddy_client_call_async(eddy_client_t *c, const char *operation, const char *
     }
     c->submitted_tail = call;
     c->live++;
+    if (stream != NULL) {
+        call->stream = stream; /* the call's reference, taken only once the call is sure to run */
+        atomic_fetch_add(&stream->refs, 1);
+    }
     pthread_mutex_unlock(&c->lock);
     curl_multi_wakeup(c->multi);
     return EDDY_OK;
+}
+
+int eddy_client_call_async(eddy_client_t *c, const char *operation, const char *body, size_t body_len,
+                           eddy_call_fn done, void *arg)
+{
+    return submit(c, operation, body, body_len, done, arg, NULL, NULL);
+}
+
+/* ---- streaming calls ---- */
+
+/* Decodes and delivers the complete events in the reply buffer until it runs out or on_event pauses.
+ * false on a malformed stream or an exception (call->stream_error). @thread I/O */
+static bool deliver_events(call_t *call)
+{
+    size_t off = 0;
+    bool ok = true;
+    while (!call->paused && off < call->reply_len) {
+        evs_message_t msg;
+        size_t used = 0;
+        int rc = evs_decode((const unsigned char *)call->reply + off, call->reply_len - off, &msg, &used);
+        if (rc == EVS_INCOMPLETE) {
+            break;
+        }
+        if (rc != EVS_OK) {
+            call->stream_error = true;
+            ok = false;
+            break;
+        }
+        off += used;
+        const evs_header_t *mt = evs_find(&msg, ":message-type");
+        if (mt != NULL && !evs_header_is(mt, "event")) {
+            const evs_header_t *et = evs_find(&msg, ":exception-type");
+            if (et == NULL) {
+                et = evs_find(&msg, ":error-code");
+            }
+            copy_type(call->error_type, sizeof call->error_type, et != NULL ? et->value : "InternalFailure",
+                      et != NULL ? et->value_len : 15);
+            char type_unused[ERROR_TYPE_MAX];
+            client_parse_error((const char *)msg.payload, msg.payload_len, NULL, type_unused, sizeof type_unused,
+                               call->message, sizeof call->message);
+            call->stream_error = true;
+            ok = false;
+            break;
+        }
+        const evs_header_t *ev = evs_find(&msg, ":event-type");
+        char type[ERROR_TYPE_MAX];
+        copy_type(type, sizeof type, ev != NULL ? ev->value : "", ev != NULL ? ev->value_len : 0);
+        /* the payload is followed by the message crc, so it can be terminated in place only by copying;
+         * the callback gets (pointer, length) and must not read past them */
+        call->delivered = true;
+        if (call->on_event(call->arg, type, (const char *)msg.payload, msg.payload_len) != 0) {
+            call->paused = true;
+        }
+    }
+    if (off > 0) {
+        memmove(call->reply, call->reply + off, call->reply_len - off);
+        call->reply_len -= off;
+    }
+    return ok;
+}
+
+static size_t on_body_stream(call_t *call, char *data, size_t len)
+{
+    if (call->stream_error) {
+        return 0;
+    }
+    if (call->paused) {
+        return CURL_WRITEFUNC_PAUSE; /* libcurl keeps the bytes and holds the transfer */
+    }
+    if (call->reply_len + len > (size_t)EVS_MAX_MESSAGE + CURL_MAX_WRITE_SIZE) {
+        call->reply_too_large = true; /* more than one message's worth undecoded: not a valid stream */
+        return 0;
+    }
+    if (call->reply_len + len + 1 > call->reply_cap) {
+        size_t cap = call->reply_cap ? call->reply_cap : 16384;
+        while (cap < call->reply_len + len + 1) {
+            cap *= 2;
+        }
+        char *bigger = realloc(call->reply, cap);
+        if (bigger == NULL) {
+            call->reply_nomem = true;
+            return 0;
+        }
+        call->reply = bigger;
+        call->reply_cap = cap;
+    }
+    memcpy(call->reply + call->reply_len, data, len);
+    call->reply_len += len;
+    return deliver_events(call) ? len : 0;
+}
+
+/* Stops a running stream's transfer and completes the call with its outcome. @thread I/O */
+static void stream_stop(eddy_client_t *c, call_t *call)
+{
+    if (call->easy != NULL) {
+        CURL *e = call->easy;
+        curl_multi_remove_handle(c->multi, e);
+        call->easy = NULL;
+        curl_slist_free_all(call->headers);
+        call->headers = NULL;
+        release_easy(c, e);
+        if (call->h2_bootstrap) {
+            h2_bootstrap_done(c, call, false);
+        }
+    }
+    complete(c, call);
+}
+
+/* Acts on eddy_stream_resume and eddy_stream_cancel. @thread I/O */
+static void streams_control(eddy_client_t *c)
+{
+    call_t *call = c->streams;
+    while (call != NULL) {
+        call_t *next = call->stream_next; /* complete() unlinks call */
+        eddy_stream_t *s = call->stream;
+        bool running = call->easy != NULL || call->end_pending;
+        if (running && atomic_load(&s->cancel)) {
+            fail(call, EDDY_ERR_CANCELLED, false, "cancelled");
+            stream_stop(c, call);
+        } else if (running && atomic_exchange(&s->resume, false) && call->paused) {
+            call->paused = false;
+            if (!deliver_events(call)) {
+                stream_error_outcome(call);
+                stream_stop(c, call);
+            } else if (!call->paused) {
+                if (call->end_pending) {
+                    stream_check_end(call);
+                    complete(c, call);
+                } else {
+                    curl_easy_pause(call->easy, CURLPAUSE_CONT);
+                }
+            }
+        }
+        call = next;
+    }
+}
+
+int eddy_client_stream_async(eddy_client_t *c, const char *operation, const char *body, size_t body_len,
+                             eddy_event_fn on_event, eddy_call_fn done, void *arg, eddy_stream_t **out)
+{
+    if (out == NULL || on_event == NULL) {
+        return EDDY_ERR_INVALID;
+    }
+    *out = NULL;
+    eddy_stream_t *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return EDDY_ERR_NOMEM;
+    }
+    atomic_init(&s->refs, 1);
+    s->client = c;
+    int rc = submit(c, operation, body, body_len, done, arg, on_event, s);
+    if (rc != EDDY_OK) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return EDDY_OK;
+}
+
+void eddy_stream_resume(eddy_stream_t *s)
+{
+    if (s != NULL) {
+        atomic_store(&s->resume, true);
+        curl_multi_wakeup(s->client->multi);
+    }
+}
+
+void eddy_stream_cancel(eddy_stream_t *s)
+{
+    if (s != NULL) {
+        atomic_store(&s->cancel, true);
+        curl_multi_wakeup(s->client->multi);
+    }
+}
+
+void eddy_stream_free(eddy_stream_t *s)
+{
+    if (s != NULL) {
+        eddy_stream_cancel(s);
+        stream_release(s);
+    }
 }
 
 /* ---- the synchronous call ---- */

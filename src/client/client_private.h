@@ -22,8 +22,15 @@ typedef enum client_http2 {
 } client_http2_t;
 
 /* Every string is a heap copy owned by the configuration, or NULL when unset. */
+typedef enum client_service {
+    CLIENT_SERVICE_KINESIS,  /* "kinesis": Kinesis_20131202.*, application/x-amz-json-1.1 */
+    CLIENT_SERVICE_DYNAMODB, /* "dynamodb": DynamoDB_20120810.*, application/x-amz-json-1.0 */
+} client_service_t;
+
 struct eddy_config {
-    char *endpoint; /* NULL: https://kinesis.<region>.amazonaws.com */
+    client_service_t service;
+    char *endpoint;       /* NULL: https://<service>.<region>.amazonaws.com */
+    bool endpoint_is_set; /* by eddy_config_set, not from the environment */
     char *region;   /* never NULL */
     /* credentials as set explicitly (eddy_config_set), and as the environment gave them; resolved in that
      * order, then the shared credentials file (client_resolve_credentials) */
