@@ -6,7 +6,8 @@
  * end to end against the real eddy binary (EDDY_BIN), started per test on a free loopback port with a
  * temporary data folder: operations, an AWS error, signatures checked with --credentials, HTTP/2 with prior
  * knowledge, HTTPS with ALPN and a verified certificate, 200 concurrent calls, a throttled call retried, a
- * refused connection and a timeout. Synchronisation is by waiting on a condition with a deadline, never by
+ * refused connection and a timeout, SubscribeToShard as a streaming call paused after every event and resumed,
+ * cancelled, and refused. Synchronisation is by waiting on a condition with a deadline, never by
  * sleeping; the suite's fini stops the servers and removes the folders even when an assertion fails (and
  * the servers die with the test process: PR_SET_PDEATHSIG).
  */
@@ -1165,4 +1166,228 @@ Test(e2e, bad_arguments_and_a_sync_call_from_a_callback)
     cr_assert(tally_wait(n.t, 1, 30000));
     cr_assert_eq(n.sync_rc, EDDY_ERR_INVALID);
     eddy_client_free(c);
+}
+
+/* ---- streaming calls (SubscribeToShard) ---- */
+
+typedef struct subscription {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int events, records, paused;
+    bool in_order, done;
+    int done_err;
+    char last_seq[130];
+    char error_type[128];
+} subscription_t;
+
+static subscription_t subs[2];
+
+/* Counts the records of each SubscribeToShardEvent (payload JSON) and pauses after every event: the test
+ * thread resumes the stream, so every event crosses a pause. */
+static int on_event(void *arg, const char *type, const char *payload, size_t len)
+{
+    subscription_t *s = arg;
+    if (strcmp(type, "SubscribeToShardEvent") != 0) {
+        return 0;
+    }
+    char *copy = strndup(payload, len);
+    int n = 0;
+    const char *p = copy;
+    pthread_mutex_lock(&s->lock);
+    while (copy != NULL && (p = strstr(p, "\"SequenceNumber\":\"")) != NULL) {
+        p += strlen("\"SequenceNumber\":\"");
+        const char *end = strchr(p, '"');
+        char seq[130];
+        snprintf(seq, sizeof seq, "%.*s", (int)(end - p), p);
+        /* same length, so strcmp orders them */
+        if (s->last_seq[0] != '\0' && strcmp(seq, s->last_seq) <= 0) {
+            s->in_order = false;
+        }
+        snprintf(s->last_seq, sizeof s->last_seq, "%s", seq);
+        n++;
+    }
+    free(copy);
+    s->events++;
+    s->records += n;
+    s->paused++;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return 1;
+}
+
+static void on_stream_done(void *arg, const eddy_response_t *r)
+{
+    subscription_t *s = arg;
+    pthread_mutex_lock(&s->lock);
+    s->done = true;
+    s->done_err = r->err;
+    snprintf(s->error_type, sizeof s->error_type, "%s", r->error_type);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Waits (deadline 30 s) until pred holds, resuming the stream whenever it paused. */
+static bool stream_wait(subscription_t *s, eddy_stream_t *st, bool (*pred)(const subscription_t *, int), int arg)
+{
+    int64_t deadline = now_ms() + 30000;
+    pthread_mutex_lock(&s->lock);
+    while (!pred(s, arg) && now_ms() < deadline) {
+        if (s->paused > 0) {
+            s->paused = 0;
+            pthread_mutex_unlock(&s->lock);
+            eddy_stream_resume(st);
+            pthread_mutex_lock(&s->lock);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += 50 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->cond, &s->lock, &until);
+    }
+    bool ok = pred(s, arg);
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+static bool has_records(const subscription_t *s, int n)
+{
+    return s->records >= n;
+}
+
+static bool is_done(const subscription_t *s, int unused)
+{
+    (void)unused;
+    return s->done;
+}
+
+static void put_batch(eddy_client_t *c, const char *stream, int from, int n)
+{
+    char body[16384];
+    int len = snprintf(body, sizeof body, "{\"StreamName\":\"%s\",\"Records\":[", stream);
+    for (int i = 0; i < n; i++) {
+        len += snprintf(body + len, sizeof body - (size_t)len, "%s{\"Data\":\"eA==\",\"PartitionKey\":\"k%d\"}",
+                        i ? "," : "", from + i);
+    }
+    snprintf(body + len, sizeof body - (size_t)len, "]}");
+    eddy_response_free(call_ok(c, "PutRecords", body));
+}
+
+static void subscribe_with_pauses(const char *const *kv, size_t index)
+{
+    server_t *s = server_start(NULL, false);
+    eddy_client_t *c = client_for(s->endpoint, kv);
+    create_stream(c, "sub", 1);
+    for (int i = 0; i < 10; i++) {
+        put_batch(c, "sub", i * 50, 50);
+    }
+    eddy_response_free(call_ok(c, "RegisterStreamConsumer",
+                               "{\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/sub\","
+                               "\"ConsumerName\":\"c1\"}"));
+    char arn_body[512];
+    int64_t deadline = now_ms() + 30000;
+    for (;;) {
+        eddy_response_t *r = call_ok(c, "DescribeStreamConsumer",
+                                     "{\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/sub\","
+                                     "\"ConsumerName\":\"c1\"}");
+        bool active = strstr(r->body, "\"ACTIVE\"") != NULL;
+        if (active) {
+            const char *a = strstr(r->body, "\"ConsumerARN\":\"");
+            cr_assert_not_null(a, "%s", r->body);
+            a += strlen("\"ConsumerARN\":\"");
+            snprintf(arn_body, sizeof arn_body,
+                     "{\"ConsumerARN\":\"%.*s\",\"ShardId\":\"shardId-000000000000\","
+                     "\"StartingPosition\":{\"Type\":\"TRIM_HORIZON\"}}",
+                     (int)(strchr(a, '"') - a), a);
+        }
+        eddy_response_free(r);
+        if (active) {
+            break;
+        }
+        cr_assert(now_ms() < deadline, "the consumer never became ACTIVE");
+        sleep_ms(20); /* polling the consumer's status with a deadline */
+    }
+
+    subscription_t *sub = &subs[index];
+    memset(sub, 0, sizeof *sub);
+    sub->in_order = true;
+    pthread_mutex_init(&sub->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&sub->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    eddy_stream_t *st = NULL;
+    cr_assert_eq(eddy_client_stream_async(c, "SubscribeToShard", arn_body, strlen(arn_body), on_event,
+                                          on_stream_done, sub, &st),
+                 EDDY_OK);
+    cr_assert_not_null(st);
+    cr_assert(stream_wait(sub, st, has_records, 500), "500 records through paused events (got %d in %d events)",
+              sub->records, sub->events);
+    /* records put while subscribed arrive too */
+    put_batch(c, "sub", 500, 20);
+    cr_assert(stream_wait(sub, st, has_records, 520), "520 records (got %d)", sub->records);
+    cr_assert_eq(sub->records, 520);
+    cr_assert(sub->in_order);
+    cr_assert_not(sub->done);
+    eddy_stream_cancel(st);
+    cr_assert(stream_wait(sub, st, is_done, 0));
+    cr_assert_eq(sub->done_err, EDDY_ERR_CANCELLED);
+    eddy_stream_free(st);
+
+    /* an error reply (no such consumer) ends the call with the service's error and no event */
+    subscription_t *bad = &subs[1 - index];
+    memset(bad, 0, sizeof *bad);
+    pthread_mutex_init(&bad->lock, NULL);
+    pthread_cond_init(&bad->cond, NULL);
+    const char *missing = "{\"ConsumerARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/sub/consumer/nope:1\","
+                          "\"ShardId\":\"shardId-000000000000\",\"StartingPosition\":{\"Type\":\"LATEST\"}}";
+    cr_assert_eq(eddy_client_stream_async(c, "SubscribeToShard", missing, strlen(missing), on_event, on_stream_done,
+                                          bad, &st),
+                 EDDY_OK);
+    pthread_mutex_lock(&bad->lock);
+    while (!bad->done) {
+        pthread_cond_wait(&bad->cond, &bad->lock);
+    }
+    pthread_mutex_unlock(&bad->lock);
+    cr_assert_eq(bad->done_err, EDDY_ERR_SERVICE);
+    cr_assert_str_eq(bad->error_type, "ResourceNotFoundException");
+    cr_assert_eq(bad->events, 0);
+    eddy_stream_free(st);
+    eddy_client_free(c);
+}
+
+Test(e2e, subscribe_to_shard_paused_and_resumed_http1)
+{
+    subscribe_with_pauses(NULL, 0);
+}
+
+Test(e2e, subscribe_to_shard_paused_and_resumed_http2)
+{
+    static const char *const kv[] = {"http2", "prior-knowledge", NULL};
+    subscribe_with_pauses(kv, 1);
+}
+
+Test(config, service_dynamodb_takes_its_endpoint)
+{
+    setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1111", 1);
+    setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:2222", 1);
+    eddy_config_t *cfg = eddy_config_new();
+    char err[256];
+    cr_assert_eq(eddy_config_set(cfg, "service", "dynamodb", err, sizeof err), 0);
+    cr_assert_str_eq(cfg->endpoint, "http://127.0.0.1:2222");
+    cr_assert_eq(cfg->service, CLIENT_SERVICE_DYNAMODB);
+    cr_assert_eq(eddy_config_set(cfg, "service", "s3", err, sizeof err), EDDY_ERR_INVALID);
+    eddy_config_free(cfg);
+    /* an explicit endpoint wins over the environment */
+    cfg = eddy_config_new();
+    cr_assert_eq(eddy_config_set(cfg, "endpoint", "http://127.0.0.1:3333", err, sizeof err), 0);
+    cr_assert_eq(eddy_config_set(cfg, "service", "dynamodb", err, sizeof err), 0);
+    cr_assert_str_eq(cfg->endpoint, "http://127.0.0.1:3333");
+    eddy_config_free(cfg);
+    unsetenv("AWS_ENDPOINT_URL_DYNAMODB");
+    unsetenv("AWS_ENDPOINT_URL");
 }
