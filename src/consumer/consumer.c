@@ -997,6 +997,14 @@ static int64_t initialize(shard_t *s)
     pthread_mutex_unlock(&s->lease_lock);
     copy(s->last_seq, sizeof s->last_seq, cp);
     s->last_sub = sub;
+    if (c->consumer_arn[0] == '\0' && strcmp(cp, SHARD_END) != 0) {
+        /* polling: the iterator first, so that LATEST means "after initialize", as the KCL's InitializeTask */
+        char err[512];
+        if (get_iterator(s, err, sizeof err) != EDDY_OK) {
+            logf_(c, 1, "%s: %s", s->id, err);
+            return 1000;
+        }
+    }
     s->user = c->ops->initialize(c->app, s->id, cp, sub);
     s->initialized = true;
     if (strcmp(cp, SHARD_END) == 0) {

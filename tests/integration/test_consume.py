@@ -372,3 +372,29 @@ def test_fan_out_delivers_like_polling(eddy, kinesis, workers, tmp_path):
     arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
     consumer = kinesis.describe_stream_consumer(StreamARN=arn, ConsumerName="efo-consumer")
     assert consumer["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE"
+
+
+@pytest.mark.parametrize("position", ["LATEST", "AT_TIMESTAMP"])
+def test_initial_positions(eddy, kinesis, workers, tmp_path, position):
+    stream = make_stream(kinesis, 2)
+    kinesis.put_records(StreamName=stream, Records=[{"PartitionKey": f"k{i}", "Data": f"old{i}".encode()}
+                                                    for i in range(10)])
+    extra = ["--initial-position", position]
+    if position == "AT_TIMESTAMP":
+        stamp = time.time()  # after the old records arrived (the server's clock is this machine's)
+        extra += ["--timestamp", f"{stamp:.3f}"]
+        wait_until(lambda: time.time() > stamp + 0.05, message="the clock past the timestamp")
+    app = unique_name("pos")
+    log = tmp_path / "pos.log"
+    w = Worker(eddy, app, stream, "p1", log, tmp_path, *extra)
+    workers.append(w)
+    # a shard's iterator is taken before its processor's initialize: once both initialized, LATEST is fixed
+    wait_until(lambda: len({e["shard"] for e in read_log(log) if e["ev"] == "init"}) == 2, timeout=30,
+               message="both shards initialized")
+    kinesis.put_records(StreamName=stream, Records=[{"PartitionKey": f"k{i}", "Data": f"new{i}".encode()}
+                                                    for i in range(10)])
+    wait_until(lambda: len([e for e in read_log(log) if e["ev"] == "rec"]) >= 10, timeout=30,
+               message="the new records")
+    assert w.stop() == 0, w.text()
+    got = sorted(base64.b64decode(e["data"]).decode() for e in read_log(log) if e["ev"] == "rec")
+    assert got == sorted(f"new{i}" for i in range(10))
