@@ -962,6 +962,28 @@ static void fail(call_t *call, int err, bool retriable, const char *fmt, ...)
 
 static size_t on_body_stream(call_t *call, char *data, size_t len);
 
+/* Appends to the reply buffer, keeping it NUL-terminated. false (reply_nomem) when out of memory. */
+static bool reply_append(call_t *call, const char *data, size_t len)
+{
+    if (call->reply_len + len + 1 > call->reply_cap) {
+        size_t cap = call->reply_cap ? call->reply_cap : 1024;
+        while (cap < call->reply_len + len + 1) {
+            cap *= 2;
+        }
+        char *bigger = realloc(call->reply, cap);
+        if (bigger == NULL) {
+            call->reply_nomem = true;
+            return false;
+        }
+        call->reply = bigger;
+        call->reply_cap = cap;
+    }
+    memcpy(call->reply + call->reply_len, data, len);
+    call->reply_len += len;
+    call->reply[call->reply_len] = '\0';
+    return true;
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     call_t *call = arg;
@@ -973,27 +995,11 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
             return on_body_stream(call, data, len);
         }
     }
-    if (call->reply_len + len + 1 > call->reply_cap) {
-        if (call->reply_len + len > REPLY_MAX) {
-            call->reply_too_large = true;
-            return 0; /* CURLE_WRITE_ERROR */
-        }
-        size_t cap = call->reply_cap ? call->reply_cap : 1024;
-        while (cap < call->reply_len + len + 1) {
-            cap *= 2;
-        }
-        char *bigger = realloc(call->reply, cap);
-        if (bigger == NULL) {
-            call->reply_nomem = true;
-            return 0;
-        }
-        call->reply = bigger;
-        call->reply_cap = cap;
+    if (call->reply_len + len > REPLY_MAX) {
+        call->reply_too_large = true;
+        return 0; /* CURLE_WRITE_ERROR */
     }
-    memcpy(call->reply + call->reply_len, data, len);
-    call->reply_len += len;
-    call->reply[call->reply_len] = '\0';
-    return len;
+    return reply_append(call, data, len) ? len : 0;
 }
 
 /* Copies the value of header line `line` into dst when its name is `name`. */
@@ -1711,21 +1717,9 @@ static size_t on_body_stream(call_t *call, char *data, size_t len)
         call->reply_too_large = true; /* more than one message's worth undecoded: not a valid stream */
         return 0;
     }
-    if (call->reply_len + len + 1 > call->reply_cap) {
-        size_t cap = call->reply_cap ? call->reply_cap : 16384;
-        while (cap < call->reply_len + len + 1) {
-            cap *= 2;
-        }
-        char *bigger = realloc(call->reply, cap);
-        if (bigger == NULL) {
-            call->reply_nomem = true;
-            return 0;
-        }
-        call->reply = bigger;
-        call->reply_cap = cap;
+    if (!reply_append(call, data, len)) {
+        return 0;
     }
-    memcpy(call->reply + call->reply_len, data, len);
-    call->reply_len += len;
     return deliver_events(call) ? len : 0;
 }
 

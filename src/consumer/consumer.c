@@ -329,6 +329,20 @@ static int64_t now_ms(void)
     return clock_monotonic_ms();
 }
 
+/* Waits on cond (a CLOCK_MONOTONIC condition) for at most wait_ms; lock held. */
+static void timed_wait(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t wait_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += wait_ms / 1000;
+    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cond, lock, &ts);
+}
+
 /* Sequence numbers are decimal integers without leading zeros: shorter is smaller. */
 static int seq_cmp(const char *a, const char *b)
 {
@@ -1150,19 +1164,8 @@ static void *processing_main(void *arg)
             }
         }
         if (pick == NULL) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
             int64_t wait = next == FOREVER ? 1000 : next - now;
-            if (wait > 1000) {
-                wait = 1000;
-            }
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&c->work, &c->lock, &ts);
+            timed_wait(&c->work, &c->lock, wait > 1000 ? 1000 : wait);
             continue;
         }
         pick->running = true;
@@ -1574,19 +1577,10 @@ static size_t sync_shards(eddy_consumer_t *c, const lease_t *leases, size_t nlea
 
 static void wait_coord(eddy_consumer_t *c, int64_t until)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t wait = until - now_ms();
-    if (wait <= 0) {
-        return;
+    if (wait > 0) {
+        timed_wait(&c->coord, &c->lock, wait);
     }
-    ts.tv_sec += wait / 1000;
-    ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&c->coord, &c->lock, &ts);
 }
 
 static void *coordinator_main(void *arg)
