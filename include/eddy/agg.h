@@ -92,6 +92,11 @@ typedef struct eddy_user_record {
 /* Returns 0 to go on, anything else to stop (eddy_agg_decode then returns it). */
 typedef int (*eddy_agg_visit_fn)(void *arg, const eddy_user_record_t *rec);
 
+/* Visits the user records an aggregate being built holds, in the order added (sub_sequence_number: the
+ * index; aggregated: true; hash_key: effective, as in decoding). Views into the aggregate, valid until it
+ * next changes. Returns 0 or what a visit returned. */
+EDDY_API int eddy_agg_records(const eddy_agg_t *a, eddy_agg_visit_fn visit, void *arg);
+
 /* Decodes one Kinesis record (its data, partition key and explicit hash key or NULL) into user records.
  * shard_start/shard_end (16 bytes each, or both NULL): the consuming shard's hash key range. Every record is
  * checked before the first visit, so a dropped aggregate visits nothing. Returns 0, what a visit returned,

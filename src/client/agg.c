@@ -543,6 +543,59 @@ void eddy_agg_outer_key(const eddy_agg_t *a, const char **partition_key, char *e
     eddy_hash_key_format(key, ehk);
 }
 
+/* Reads a varint this file wrote (so well formed and in bounds). */
+static const unsigned char *get_varint(const unsigned char *p, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned shift = 0;; shift += 7) {
+        unsigned char b = *p++;
+        x |= (uint64_t)(b & 0x7F) << shift;
+        if (b < 0x80) {
+            break;
+        }
+    }
+    *v = x;
+    return p;
+}
+
+int eddy_agg_records(const eddy_agg_t *a, eddy_agg_visit_fn visit, void *arg)
+{
+    const unsigned char *p = a->recs, *end = a->recs + a->recs_len;
+    for (uint64_t n = 0; p < end; n++) {
+        /* 1A len (08 pk_i [10 ehk_i] 1A len data) */
+        uint64_t inner, pk_i, ehk_i = 0, data_len;
+        p = get_varint(p + 1, &inner);
+        p = get_varint(p + 1, &pk_i);
+        bool has_ehk = *p == 0x10;
+        if (has_ehk) {
+            p = get_varint(p + 1, &ehk_i);
+        }
+        p = get_varint(p + 1, &data_len);
+        eddy_user_record_t r = {0};
+        r.data = data_len > 0 ? p : (const unsigned char *)"";
+        r.data_len = (size_t)data_len;
+        p += data_len;
+        const key_entry_t *pk = &a->pks.entries[pk_i];
+        r.partition_key = (const char *)a->pks.bytes + pk->off;
+        r.partition_key_len = pk->len;
+        if (has_ehk) {
+            const key_entry_t *e = &a->ehks.entries[ehk_i];
+            r.explicit_hash_key = (const char *)a->ehks.bytes + e->off;
+            r.explicit_hash_key_len = e->len;
+            eddy_hash_key_parse(r.explicit_hash_key, r.explicit_hash_key_len, r.hash_key); /* checked when added */
+        } else {
+            md5(r.partition_key, r.partition_key_len, r.hash_key);
+        }
+        r.sub_sequence_number = n;
+        r.aggregated = true;
+        int rc = visit(arg, &r);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 /* ---- decoding ---- */
 
 /* A bump allocator for protobuf-c: a first block on the caller's stack, then heap blocks; free does

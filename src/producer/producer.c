@@ -5,15 +5,26 @@
  * thread for its rounds, the client's I/O thread for a reply. Callbacks are always called without it.
  *
  *   stream ──┬─ shard map (open shards sorted by starting hash key; ListShards, refreshed when stale)
- *            ├─ unmapped: user records waiting for the first map
- *            ├─ per predicted shard: an aggregator (user records + eddy_agg_t) and a limiter queue of
+ *            ├─ unmapped: urecs waiting for the first map
+ *            ├─ per predicted shard: its open aggregate (a krec being filled) and a limiter queue of
  *            │  Kinesis records (token buckets: records and bytes)
  *            └─ collector: Kinesis records that passed the limiter, sent as PutRecords
  *
- * A user record (urec) is one allocation holding its keys and data. A Kinesis record (krec) owns the
- * urecs it carries: one (sent as it is) or several (aggregated). A krec is sent in one PutRecords; after
- * the reply each of its urecs completes (success) or goes back to its stream's aggregators (a retry, with
- * deadline now + record_max_buffered_time / 2, as the KPL does) until its record_ttl passes.
+ * Records. With aggregation (the default and the hot path), put copies a user record's keys and data
+ * once, straight into its predicted shard's open aggregate (eddy_agg_t), and keeps what completing it
+ * needs (callback, argument, arrival time, attempts when there were failures) in a slot, an array beside
+ * the aggregate in the same order: no allocation per user record. An aggregate, its slots and its krec
+ * are pooled together and reused. A user record is held on its own (urec: one allocation with its keys
+ * and data) only when it is sent alone (aggregation off, or no shard holds its key) or put before its
+ * stream has a map. A krec is sent in one PutRecords; after the reply each of its user records completes
+ * (success: one walk over the slots, outside the lock) or is routed again from the aggregate's bytes (a
+ * retry, with deadline now + record_max_buffered_time / 2, as the KPL does) until its record_ttl passes.
+ *
+ * Requests. One PutRecords per shard at a time keeps each partition key's records in order. A batch takes
+ * whole shards (each one's Kinesis records in order), and stops taking shards once it holds a quarter of
+ * a request, so that under load requests for different shards are in flight at the same time, and the
+ * encoding of one (MD5 and base64 of its aggregates, on the producer's thread) overlaps eddy's or
+ * Kinesis's work on another. The request body is built in a buffer the producer's thread reuses.
  *
  * Time: deadlines in monotonic milliseconds. The producer's thread wakes at the earliest deadline (at least
  * every LIMITER_TICK_MS while a limiter holds records).
@@ -176,24 +187,26 @@ int eddy_producer_config_set(eddy_producer_config_t *cfg, const char *key, const
 
 /* ---- records ---- */
 
-/* One attempt; code and message are heap copies (NULL on success). */
+/* One failed attempt; code and message are heap copies (or NULL). */
 typedef struct attempt {
     int64_t start_ms, end_ms;
-    bool success;
     char *code;
     char *message;
 } attempt_t;
 
-/* Where a Kinesis record landed, shared by its user records (reference counted). */
-typedef struct landing {
-    _Atomic size_t refs;
-    char shard_id[SHARD_ID_MAX];
-    char sequence_number[]; /* NUL-terminated */
-} landing_t;
+/* The failed attempts of a user record, allocated at its first failure: a record that succeeds at its
+ * first attempt (the common case) has none, and its one attempt is the request that carried it. */
+typedef struct history {
+    int64_t first_sent_ms; /* 0 until a request carried it */
+    size_t total;          /* failed attempts made */
+    size_t n;              /* kept in list: the first and the latest ones */
+    attempt_t list[ATTEMPTS_KEPT];
+} history_t;
 
+/* A user record held on its own: sent alone (aggregation off, or a key no shard holds), or waiting for
+ * its stream's first shard map. One allocation with its keys and data. */
 typedef struct urec {
     struct urec *next;
-    struct stream *stream;
     eddy_put_fn done;
     void *arg;
     char *pk;
@@ -202,51 +215,65 @@ typedef struct urec {
     unsigned char *data;
     size_t data_len;
     unsigned char hash[16];
-    int64_t arrival_ms, deadline_ms, expiration_ms;
-    int64_t first_sent_ms; /* 0 until first sent */
-    attempt_t first_attempt; /* the common case: one attempt, no allocation */
-    attempt_t *attempts;     /* NULL, or ATTEMPTS_KEPT slots once there is a second attempt */
-    size_t nattempts;
-    size_t total_attempts;
-    /* the outcome, filled before the callback */
-    int err;
-    landing_t *landing; /* on success */
-    uint64_t sub_sequence_number;
-    bool aggregated;
+    int64_t arrival_ms, deadline_ms; /* expiration: arrival + record_ttl_ms */
+    history_t *history;
+    int err; /* the outcome, set before the callback */
 } urec_t;
 
+/* A user record in an aggregate: what completing it needs. Its keys and data are in the aggregate's
+ * bytes only (copied there once, by put). Expiration: arrival + record_ttl_ms. */
+typedef struct slot {
+    eddy_put_fn done; /* NULL once the record has moved to another aggregate */
+    void *arg;
+    int64_t arrival_ms;
+    history_t *history;
+    int err; /* a failure's outcome, set before the callback */
+    uint32_t data_len;
+    uint16_t pk_len;
+} slot_t;
+
+/* Where a Kinesis record landed. */
+typedef struct landing {
+    char shard_id[SHARD_ID_MAX];
+    char sequence_number[]; /* NUL-terminated */
+} landing_t;
+
+/* A Kinesis record: one urec sent as it is, or an aggregate (eddy_agg_t) with the slots of its user
+ * records in the same order; an aggregate of one record is sent as a plain record. Aggregates are filled
+ * in place (a shard's open krec) and pooled with their memory, so a user record costs no allocation. */
 typedef struct krec {
     struct krec *next;
-    urec_t *urecs; /* in order: the sub-sequence numbers */
+    urec_t *urec; /* sent alone: its one user record; NULL for an aggregate */
+    eddy_agg_t *agg;
+    slot_t *slots;
+    size_t cap; /* of slots */
     size_t count;
-    bool aggregated;     /* count > 1: the data is the aggregate */
-    eddy_agg_t *agg;     /* the aggregate, until encoded into blob (outside the lock, by send_batch) */
-    unsigned char *blob; /* the encoded aggregate */
-    size_t blob_len;     /* its exact size, known when sealed */
-    const char *pk; /* "a" or the urec's */
+    bool aggregated;           /* count > 1: the data is the encoded aggregate */
+    const unsigned char *data; /* not aggregated: a view into urec or agg */
+    size_t data_len;           /* not aggregated: of data; aggregated: the exact encoded size */
+    const char *pk;            /* "a", or a view */
     size_t pk_len;
     char ehk[EDDY_HASH_KEY_STR_MAX];
     int shard; /* predicted shard (index into the map), -1: none */
     char shard_id[SHARD_ID_MAX];
     int64_t deadline_ms, expiration_ms;
-    landing_t *landing; /* where it landed (set when it succeeded) */
+    /* the outcome, for the completion walk */
+    landing_t *landing;       /* success */
+    int64_t start_ms, end_ms; /* the request that carried it */
 } krec_t;
 
 typedef struct shard {
     unsigned char start[16], end[16];
     char id[SHARD_ID_MAX];
-    /* aggregator */
-    eddy_agg_t *agg;
-    urec_t *agg_head, *agg_tail;
-    size_t agg_count;
-    int64_t agg_deadline; /* earliest deadline of its urecs; 0 when empty */
+    krec_t *open; /* the aggregate being filled, or NULL */
     /* limiter */
     krec_t *lim_head, *lim_tail;
     double tok_records, tok_bytes;
     int64_t tok_ms;
-    /* collection: a PutRecords with records of this shard is in flight */
+    /* collection: a PutRecords with records of this shard is in flight; what the collector holds of it */
     bool busy;
     uint64_t batch_mark;
+    size_t col_count, col_bytes;
 } shard_t;
 
 typedef struct stream {
@@ -255,8 +282,8 @@ typedef struct stream {
     shard_t *shards; /* open shards sorted by start */
     size_t nshards;
     bool map_valid;
-    bool map_pending;      /* a ListShards is in flight */
-    int64_t map_retry_ms;  /* next ListShards after a failure (0: now) */
+    bool map_pending;     /* a ListShards is in flight */
+    int64_t map_retry_ms; /* next ListShards after a failure (0: now) */
     urec_t *unmapped_head, *unmapped_tail;
     krec_t *col_head, *col_tail; /* the collector */
     size_t col_count, col_bytes;
@@ -264,23 +291,31 @@ typedef struct stream {
     bool flush; /* send everything without waiting for deadlines */
 } stream_t;
 
+#define KREC_POOL_MAX 256 /* emptied krecs kept with their memory (aggregate, slots) under load */
+#define KREC_POOL_IDLE 8  /* kept once nothing is outstanding: an idle producer gives the rest back */
+
 struct eddy_producer {
     eddy_client_t *client;
     eddy_producer_config_t cfg;
     pthread_mutex_t lock;
-    pthread_cond_t wake;  /* the producer's thread */
-    pthread_cond_t room;  /* waiters for outstanding bytes or count to drop */
+    pthread_cond_t wake; /* the producer's thread */
+    pthread_cond_t room; /* waiters for outstanding bytes or count to drop */
     pthread_t thread;
     bool stopping, closed;
     stream_t *streams;
+    stream_t *last_stream; /* the stream of the last put */
     size_t outstanding;
     size_t outstanding_bytes;
     size_t in_flight_requests;
     eddy_producer_metrics_t m;
     double buffering_sum_ms, request_sum_ms;
     uint64_t buffering_n, urecs_in_kinesis_put;
-    eddy_agg_t *agg_pool[64]; /* emptied aggregates for reuse */
-    size_t agg_pooled;
+    krec_t *pool; /* emptied krecs for reuse */
+    size_t pooled;
+    /* the producer's thread only: request bodies and encoded aggregates are built here and reused */
+    buf_t body;
+    unsigned char *scratch;
+    size_t scratch_cap;
 };
 
 /* Monotonic milliseconds. The coarse clock (a few ms of resolution, no clock read) is plenty for deadlines
@@ -337,13 +372,6 @@ static void wake_thread(eddy_producer_t *p)
     pthread_cond_signal(&p->wake);
 }
 
-/* ---- completing user records ---- */
-
-/* A list of urecs whose callbacks are due, called once the lock is released. */
-typedef struct done_list {
-    urec_t *head, *tail;
-} done_list_t;
-
 static void append(urec_t **head, urec_t **tail, urec_t *u)
 {
     u->next = NULL;
@@ -355,10 +383,37 @@ static void append(urec_t **head, urec_t **tail, urec_t *u)
     *tail = u;
 }
 
-static attempt_t *attempt_list(urec_t *u)
+/* A urec holding copies of the keys and data (ehk: NUL-terminated, or NULL); the rest is zero. NULL when
+ * out of memory. */
+static urec_t *urec_new(const char *pk, size_t pk_len, const char *ehk, size_t ehk_len, const void *data,
+                        size_t data_len)
 {
-    return u->attempts != NULL ? u->attempts : &u->first_attempt;
+    urec_t *u = malloc(sizeof *u + pk_len + 1 + (ehk != NULL ? ehk_len + 1 : 0) + data_len);
+    if (u == NULL) {
+        return NULL;
+    }
+    memset(u, 0, sizeof *u);
+    char *mem = (char *)(u + 1);
+    u->pk = mem;
+    memcpy(u->pk, pk, pk_len);
+    u->pk[pk_len] = '\0';
+    u->pk_len = pk_len;
+    mem += pk_len + 1;
+    if (ehk != NULL) {
+        u->ehk = mem;
+        memcpy(u->ehk, ehk, ehk_len);
+        u->ehk[ehk_len] = '\0';
+        mem += ehk_len + 1;
+    }
+    u->data = (unsigned char *)mem;
+    if (data_len > 0) {
+        memcpy(u->data, data, data_len);
+    }
+    u->data_len = data_len;
+    return u;
 }
+
+/* ---- attempts ---- */
 
 static void attempt_dispose(attempt_t *a)
 {
@@ -366,49 +421,50 @@ static void attempt_dispose(attempt_t *a)
     free(a->message);
 }
 
-static void add_attempt(urec_t *u, int64_t start, int64_t end, bool success, const char *code, const char *message)
+static void history_free(history_t *h)
 {
-    u->total_attempts++;
-    if (u->nattempts == 1 && u->attempts == NULL) {
-        u->attempts = calloc(ATTEMPTS_KEPT, sizeof *u->attempts);
-        if (u->attempts == NULL) {
-            attempt_dispose(&u->first_attempt); /* keep only the latest one */
-            u->nattempts = 0;
-        } else {
-            u->attempts[0] = u->first_attempt;
-        }
+    if (h == NULL) {
+        return;
     }
-    attempt_t *list = attempt_list(u);
-    if (u->nattempts == ATTEMPTS_KEPT) {
+    for (size_t i = 0; i < h->n; i++) {
+        attempt_dispose(&h->list[i]);
+    }
+    free(h);
+}
+
+/* Notes a failed attempt (sent: a request carried it). Out of memory, the record goes on without it. */
+static void history_add(history_t **hp, int64_t start, int64_t end, bool sent, const char *code, const char *message)
+{
+    history_t *h = *hp;
+    if (h == NULL && (h = *hp = calloc(1, sizeof *h)) == NULL) {
+        return;
+    }
+    if (sent && h->first_sent_ms == 0) {
+        h->first_sent_ms = start;
+    }
+    h->total++;
+    if (h->n == ATTEMPTS_KEPT) {
         /* keep the first and the latest ones */
-        attempt_dispose(&list[1]);
-        memmove(&list[1], &list[2], (ATTEMPTS_KEPT - 2) * sizeof list[0]);
-        u->nattempts--;
+        attempt_dispose(&h->list[1]);
+        memmove(&h->list[1], &h->list[2], (ATTEMPTS_KEPT - 2) * sizeof h->list[0]);
+        h->n--;
     }
-    attempt_t *a = &list[u->nattempts++];
+    attempt_t *a = &h->list[h->n++];
     a->start_ms = start;
     a->end_ms = end;
-    a->success = success;
-    a->code = !success && code != NULL ? strdup(code) : NULL;
-    a->message = !success && message != NULL ? strdup(message) : NULL;
+    a->code = code != NULL ? strdup(code) : NULL;
+    a->message = message != NULL ? strdup(message) : NULL;
 }
 
-static void landing_unref(landing_t *l)
-{
-    if (l != NULL && atomic_fetch_sub(&l->refs, 1) == 1) {
-        free(l);
-    }
-}
+/* ---- completing user records ---- */
 
-/* Queues a completed urec for its callback (its metrics are counted by run_callbacks). */
-static void finish_urec(eddy_producer_t *p, done_list_t *dl, urec_t *u, int err)
-{
-    (void)p;
-    u->err = err;
-    append(&dl->head, &dl->tail, u);
-}
+/* Records whose callbacks are due, called once the lock is released: urecs that failed, and krecs whose
+ * slots still holding a callback failed. */
+typedef struct done_list {
+    urec_t *head, *tail;
+    krec_t *krecs;
+} done_list_t;
 
-/* Calls the callbacks and frees the urecs (without the lock), then releases their room. */
 /* What completing user records adds to the producer's counts (applied under the lock, once per batch). */
 typedef struct completion {
     size_t n, bytes;
@@ -417,55 +473,103 @@ typedef struct completion {
     uint64_t buffering_n;
 } completion_t;
 
-/* Calls one urec's callback and frees it (without the lock). */
-static void complete_one(urec_t *u, completion_t *acc)
+/* One user record's outcome, as its callback gets it. */
+typedef struct outcome {
+    int err;
+    const krec_t *k; /* success: the Kinesis record that carried it */
+    uint64_t sub;
+} outcome_t;
+
+/* Calls a user record's callback (without the lock) and frees its history. */
+static void call_back(eddy_put_fn done, void *arg, int64_t arrival, history_t *h, size_t pk_len, size_t data_len,
+                      const outcome_t *o, completion_t *acc)
 {
-    if (u->err == EDDY_OK) {
+    bool ok = o->err == EDDY_OK;
+    if (ok) {
         acc->m.user_records_put++;
-        acc->m.user_bytes_put += u->data_len;
+        acc->m.user_bytes_put += data_len;
     } else {
         acc->m.user_records_failed++;
-        acc->m.user_records_expired += u->err == EDDY_ERR_EXPIRED;
+        acc->m.user_records_expired += o->err == EDDY_ERR_EXPIRED;
     }
-    acc->m.retries += u->total_attempts > 1 ? u->total_attempts - 1 : 0;
-    if (u->first_sent_ms != 0) {
-        acc->buffering_sum += (double)(u->first_sent_ms - u->arrival_ms);
+    size_t total = (h != NULL ? h->total : 0) + ok;
+    acc->m.retries += total > 1 ? total - 1 : 0;
+    int64_t first_sent = h != NULL && h->first_sent_ms != 0 ? h->first_sent_ms : ok ? o->k->start_ms : 0;
+    if (first_sent != 0) {
+        acc->buffering_sum += (double)(first_sent - arrival);
         acc->buffering_n++;
     }
     eddy_attempt_t attempts[ATTEMPTS_KEPT];
-    attempt_t *list = attempt_list(u);
-    int64_t prev = u->arrival_ms;
-    for (size_t i = 0; i < u->nattempts; i++) {
-        const attempt_t *a = &list[i];
-        attempts[i] = (eddy_attempt_t){a->start_ms - prev, a->end_ms - a->start_ms, a->success, a->code, a->message};
+    size_t n = 0;
+    size_t kept = h != NULL ? h->n : 0;
+    int64_t prev = arrival;
+    for (size_t i = 0; i < kept; i++) {
+        if (ok && kept == ATTEMPTS_KEPT && i == 1) {
+            continue; /* room for the success: the first and the latest ones */
+        }
+        const attempt_t *a = &h->list[i];
+        attempts[n++] = (eddy_attempt_t){a->start_ms - prev, a->end_ms - a->start_ms, false, a->code, a->message};
         prev = a->end_ms;
     }
-    const attempt_t *last = u->nattempts > 0 ? &list[u->nattempts - 1] : NULL;
-    bool ok = u->err == EDDY_OK && u->landing != NULL;
+    if (ok) {
+        attempts[n++] = (eddy_attempt_t){o->k->start_ms - prev, o->k->end_ms - o->k->start_ms, true, NULL, NULL};
+    }
+    const attempt_t *last = kept > 0 ? &h->list[kept - 1] : NULL;
     eddy_put_result_t r = {
-        .err = u->err,
-        .shard_id = ok ? u->landing->shard_id : NULL,
-        .sequence_number = ok ? u->landing->sequence_number : NULL,
-        .sub_sequence_number = u->sub_sequence_number,
-        .aggregated = u->aggregated,
-        .error_code = u->err != EDDY_OK && last != NULL && last->code != NULL ? last->code
-                      : u->err == EDDY_ERR_EXPIRED                           ? "Expired"
-                                                                             : NULL,
-        .error_message = u->err != EDDY_OK && last != NULL ? last->message : NULL,
+        .err = o->err,
+        .shard_id = ok ? o->k->landing->shard_id : NULL,
+        .sequence_number = ok ? o->k->landing->sequence_number : NULL,
+        .sub_sequence_number = ok ? o->sub : 0,
+        .aggregated = ok && o->k->aggregated,
+        .error_code = !ok && last != NULL && last->code != NULL ? last->code
+                      : o->err == EDDY_ERR_EXPIRED              ? "Expired"
+                                                                : NULL,
+        .error_message = !ok && last != NULL ? last->message : NULL,
         .attempts = attempts,
-        .attempt_count = u->nattempts,
+        .attempt_count = n,
     };
-    if (u->done != NULL) {
-        u->done(u->arg, &r);
+    if (done != NULL) {
+        done(arg, &r);
     }
     acc->n++;
-    acc->bytes += u->pk_len + u->data_len;
-    for (size_t i = 0; i < u->nattempts; i++) {
-        attempt_dispose(&list[i]);
-    }
-    free(u->attempts);
-    landing_unref(u->landing);
+    acc->bytes += pk_len + data_len;
+    history_free(h);
+}
+
+/* Completes a urec (its outcome in o) and frees it. */
+static void complete_urec(urec_t *u, const outcome_t *o, completion_t *acc)
+{
+    call_back(u->done, u->arg, u->arrival_ms, u->history, u->pk_len, u->data_len, o, acc);
     free(u);
+}
+
+/* Completes what a Kinesis record still holds: all its user records when it succeeded (its landing set;
+ * a landing that could not be allocated fails them with EDDY_ERR_NOMEM), else the slots that still have a
+ * callback, with their own error. */
+static void complete_krec(krec_t *k, bool landed, completion_t *acc)
+{
+    outcome_t o = {landed && k->landing != NULL ? EDDY_OK : EDDY_ERR_NOMEM, k, 0};
+    if (k->urec != NULL) {
+        if (!landed) {
+            o.err = k->urec->err;
+        }
+        complete_urec(k->urec, &o, acc);
+        k->urec = NULL;
+        return;
+    }
+    for (size_t i = 0; i < k->count; i++) {
+        slot_t *sl = &k->slots[i];
+        if (sl->done == NULL) {
+            continue;
+        }
+        if (!landed) {
+            o.err = sl->err;
+        }
+        o.sub = k->aggregated ? i : 0;
+        call_back(sl->done, sl->arg, sl->arrival_ms, sl->history, sl->pk_len, sl->data_len, &o, acc);
+        sl->done = NULL;
+        sl->history = NULL;
+    }
 }
 
 /* Applies what completions added and releases their room (takes the lock). */
@@ -485,58 +589,88 @@ static void apply_completions(eddy_producer_t *p, const completion_t *acc)
     p->buffering_sum_ms += acc->buffering_sum;
     p->buffering_n += acc->buffering_n;
     pthread_cond_broadcast(&p->room);
+    if (p->outstanding == 0 && p->pooled > KREC_POOL_IDLE) {
+        pthread_cond_signal(&p->wake); /* idle now: the producer's thread trims the pool */
+    }
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Calls the callbacks and frees the urecs (without the lock), then releases their room. */
+static void krec_give(eddy_producer_t *p, krec_t *k);
+
+/* Calls the callbacks of a done list (without the lock), then gives its krecs back and releases the
+ * room. */
 static void run_callbacks(eddy_producer_t *p, done_list_t *dl)
 {
     completion_t acc = {0};
     for (urec_t *u = dl->head, *next; u != NULL; u = next) {
         next = u->next;
-        complete_one(u, &acc);
+        outcome_t o = {u->err, NULL, 0};
+        complete_urec(u, &o, &acc);
     }
+    for (krec_t *k = dl->krecs; k != NULL; k = k->next) {
+        complete_krec(k, false, &acc);
+    }
+    if (dl->krecs != NULL) {
+        pthread_mutex_lock(&p->lock);
+        for (krec_t *k = dl->krecs, *next; k != NULL; k = next) {
+            next = k->next;
+            krec_give(p, k);
+        }
+        pthread_mutex_unlock(&p->lock);
+    }
+    dl->head = dl->tail = NULL;
+    dl->krecs = NULL;
     apply_completions(p, &acc);
 }
 
-/* ---- the pipeline (all with the lock held) ---- */
+/* ---- Kinesis records (all with the lock held) ---- */
 
 static void request_map(eddy_producer_t *p, stream_t *s);
 
-/* An empty aggregate for a shard (lock held): a pooled one, or a new one; NULL when out of memory. */
-static eddy_agg_t *agg_take(eddy_producer_t *p)
+static void krec_free(krec_t *k)
 {
-    if (p->agg_pooled > 0) {
-        return p->agg_pool[--p->agg_pooled];
-    }
-    return eddy_agg_new(p->cfg.aggregation_max_bytes, p->cfg.aggregation_max_count);
+    eddy_agg_free(k->agg);
+    free(k->slots);
+    free(k->landing);
+    free(k);
 }
 
-/* Gives an aggregate back for reuse (lock held). */
-static void agg_give(eddy_producer_t *p, eddy_agg_t *a)
+/* An empty krec: a pooled one (with its memory), or a new one. NULL when out of memory. */
+static krec_t *krec_take(eddy_producer_t *p)
 {
-    if (a == NULL) {
+    if (p->pool != NULL) {
+        krec_t *k = p->pool;
+        p->pool = k->next;
+        p->pooled--;
+        k->next = NULL;
+        return k;
+    }
+    krec_t *k = calloc(1, sizeof *k);
+    if (k != NULL) {
+        k->shard = -1;
+    }
+    return k;
+}
+
+/* Empties a krec (its records completed or moved on) and keeps it for reuse. */
+static void krec_give(eddy_producer_t *p, krec_t *k)
+{
+    if (p->pooled >= KREC_POOL_MAX) {
+        krec_free(k);
         return;
     }
-    if (p->agg_pooled < sizeof p->agg_pool / sizeof p->agg_pool[0]) {
-        eddy_agg_reset(a);
-        p->agg_pool[p->agg_pooled++] = a;
-    } else {
-        eddy_agg_free(a);
+    if (k->agg != NULL) {
+        eddy_agg_reset(k->agg);
     }
-}
-
-/* Frees a Kinesis record (not its urecs); lock held. */
-static void krec_free(eddy_producer_t *p, krec_t *k)
-{
-    agg_give(p, k->agg);
-    free(k->blob);
-    free(k);
+    free(k->landing);
+    *k = (krec_t){.agg = k->agg, .slots = k->slots, .cap = k->cap, .shard = -1, .next = p->pool};
+    p->pool = k;
+    p->pooled++;
 }
 
 static size_t krec_bytes(const krec_t *k)
 {
-    return k->pk_len + (k->aggregated ? k->blob_len : k->urecs->data_len);
+    return k->pk_len + k->data_len;
 }
 
 /* Appends a Kinesis record to the stream's collector. */
@@ -551,6 +685,11 @@ static void to_collector(stream_t *s, krec_t *k)
     s->col_tail = k;
     s->col_count++;
     s->col_bytes += krec_bytes(k);
+    int sh = shard_of(s, k);
+    if (sh >= 0) {
+        s->shards[sh].col_count++;
+        s->shards[sh].col_bytes += krec_bytes(k);
+    }
     if (s->col_deadline == 0 || k->deadline_ms < s->col_deadline) {
         s->col_deadline = k->deadline_ms;
     }
@@ -574,84 +713,173 @@ static void to_limiter(eddy_producer_t *p, stream_t *s, krec_t *k)
     sh->lim_tail = k;
 }
 
-/* Turns a shard's aggregator into a Kinesis record (one urec: sent as it is). */
-static int seal_aggregate(eddy_producer_t *p, stream_t *s, int shard_index)
+static int first_record(void *arg, const eddy_user_record_t *r)
 {
-    shard_t *sh = &s->shards[shard_index];
-    if (sh->agg_count == 0) {
-        return 0;
-    }
-    krec_t *k = calloc(1, sizeof *k);
-    if (k == NULL) {
-        return EDDY_ERR_NOMEM;
-    }
-    k->urecs = sh->agg_head;
-    k->count = sh->agg_count;
-    k->shard = shard_index;
-    snprintf(k->shard_id, sizeof k->shard_id, "%s", sh->id);
-    k->deadline_ms = INT64_MAX;
-    k->expiration_ms = INT64_MAX;
-    for (urec_t *u = k->urecs; u != NULL; u = u->next) {
-        k->deadline_ms = u->deadline_ms < k->deadline_ms ? u->deadline_ms : k->deadline_ms;
-        k->expiration_ms = u->expiration_ms < k->expiration_ms ? u->expiration_ms : k->expiration_ms;
-    }
+    krec_t *k = arg;
+    k->pk = r->partition_key;
+    k->pk_len = r->partition_key_len;
+    k->data = r->data;
+    k->data_len = r->data_len;
+    return 1; /* only the first */
+}
+
+/* Closes an aggregate krec (count >= 1) and sends it on: as an aggregate, or alone when it holds one
+ * record; the aggregate is encoded (MD5 and all) later, outside the lock, by send_batch. */
+static void seal(eddy_producer_t *p, stream_t *s, krec_t *k)
+{
+    const char *outer;
+    eddy_agg_outer_key(k->agg, &outer, k->ehk);
     if (k->count == 1) {
-        urec_t *u = k->urecs;
-        k->pk = u->pk;
-        k->pk_len = u->pk_len;
-        eddy_hash_key_format(u->hash, k->ehk);
+        eddy_agg_records(k->agg, first_record, k);
     } else {
-        /* the aggregate itself goes with the record, to be encoded (MD5 and all) outside the lock; the
-         * shard gets an empty one */
-        eddy_agg_t *fresh = agg_take(p);
-        if (fresh == NULL) {
-            free(k);
-            return EDDY_ERR_NOMEM;
-        }
         k->aggregated = true;
-        k->agg = sh->agg;
-        k->blob_len = eddy_agg_size(k->agg);
-        const char *pk;
-        eddy_agg_outer_key(k->agg, &pk, k->ehk);
-        k->pk = "a";
+        k->pk = outer;
         k->pk_len = 1;
-        sh->agg = fresh;
+        k->data = NULL;
+        k->data_len = eddy_agg_size(k->agg);
         /* give the collector a window to batch aggregates (the KPL's rule) */
         int64_t extra = p->cfg.buffered_ms / 5 < 50 ? p->cfg.buffered_ms / 5 : 50;
         k->deadline_ms += extra;
     }
-    eddy_agg_reset(sh->agg);
-    sh->agg_head = sh->agg_tail = NULL;
-    sh->agg_count = 0;
-    sh->agg_deadline = 0;
+    if (k->shard >= 0) {
+        snprintf(k->shard_id, sizeof k->shard_id, "%s", s->shards[k->shard].id);
+    }
     to_limiter(p, s, k);
+}
+
+/* Seals a shard's open aggregate when it holds records. */
+static void seal_open(eddy_producer_t *p, stream_t *s, int shard_index)
+{
+    shard_t *sh = &s->shards[shard_index];
+    krec_t *k = sh->open;
+    if (k == NULL || k->count == 0) {
+        return;
+    }
+    sh->open = NULL;
+    seal(p, s, k);
+}
+
+/* An empty krec for an aggregate, with room for one more slot. NULL when out of memory. */
+static krec_t *agg_krec_take(eddy_producer_t *p, int shard)
+{
+    krec_t *k = krec_take(p);
+    if (k == NULL) {
+        return NULL;
+    }
+    if (k->agg == NULL && (k->agg = eddy_agg_new(p->cfg.aggregation_max_bytes, p->cfg.aggregation_max_count)) == NULL) {
+        krec_give(p, k);
+        return NULL;
+    }
+    k->shard = shard;
+    return k;
+}
+
+static int slots_reserve(krec_t *k)
+{
+    if (k->count < k->cap) {
+        return 0;
+    }
+    size_t cap = k->cap ? k->cap * 2 : 64;
+    slot_t *grown = realloc(k->slots, cap * sizeof *grown);
+    if (grown == NULL) {
+        return EDDY_ERR_NOMEM;
+    }
+    k->slots = grown;
+    k->cap = cap;
+    return 0;
+}
+
+/* A user record to aggregate: views of its keys (ehk NUL-terminated, or NULL) and data. */
+typedef struct route {
+    const char *pk;
+    size_t pk_len;
+    const char *ehk;
+    const void *data;
+    size_t data_len;
+    int64_t deadline_ms;
+} route_t;
+
+/* Adds a user record (bytes copied, slot kept) to the aggregate of its predicted shard (-1: none, then it
+ * goes alone); a full aggregate is sealed first. Returns 0, or an error with nothing changed. */
+static int to_aggregate(eddy_producer_t *p, stream_t *s, int shard, const route_t *r, const slot_t *slot)
+{
+    krec_t *k = shard >= 0 ? s->shards[shard].open : NULL;
+    bool alone = shard < 0;
+    if (k == NULL) {
+        if ((k = agg_krec_take(p, shard)) == NULL) {
+            return EDDY_ERR_NOMEM;
+        }
+        if (!alone) {
+            s->shards[shard].open = k;
+        }
+    }
+    int rc = slots_reserve(k);
+    if (rc == 0) {
+        rc = eddy_agg_add(k->agg, r->pk, r->pk_len, r->ehk, r->data, r->data_len);
+    }
+    if (rc == EDDY_ERR_TOO_LARGE && !alone) {
+        /* full: a fresh one, and this one goes */
+        krec_t *fresh = agg_krec_take(p, shard);
+        if (fresh == NULL) {
+            return EDDY_ERR_NOMEM;
+        }
+        seal_open(p, s, shard);
+        s->shards[shard].open = k = fresh;
+        rc = slots_reserve(k);
+        if (rc == 0) {
+            rc = eddy_agg_add(k->agg, r->pk, r->pk_len, r->ehk, r->data, r->data_len);
+        }
+    }
+    if (rc != 0) {
+        if (alone) {
+            krec_give(p, k);
+        }
+        return rc;
+    }
+    slot_t *sl = &k->slots[k->count++];
+    *sl = *slot;
+    int64_t expiration = slot->arrival_ms + p->cfg.ttl_ms;
+    if (k->count == 1) {
+        k->deadline_ms = r->deadline_ms;
+        k->expiration_ms = expiration;
+    } else {
+        k->deadline_ms = r->deadline_ms < k->deadline_ms ? r->deadline_ms : k->deadline_ms;
+        k->expiration_ms = expiration < k->expiration_ms ? expiration : k->expiration_ms;
+    }
+    if (alone) {
+        seal(p, s, k);
+    }
     return 0;
 }
 
 /* Sends one urec alone (not aggregated) as a Kinesis record predicted for shard (-1: none). */
 static void send_alone(eddy_producer_t *p, stream_t *s, urec_t *u, int shard)
 {
-    krec_t *k = calloc(1, sizeof *k);
+    krec_t *k = krec_take(p);
     if (k == NULL) {
         /* keep it for the next round rather than lose it */
         append(&s->unmapped_head, &s->unmapped_tail, u);
         return;
     }
-    k->urecs = u;
+    k->urec = u;
     k->count = 1;
     k->pk = u->pk;
     k->pk_len = u->pk_len;
+    k->data = u->data;
+    k->data_len = u->data_len;
     eddy_hash_key_format(u->hash, k->ehk);
     k->shard = shard;
     if (shard >= 0) {
         snprintf(k->shard_id, sizeof k->shard_id, "%s", s->shards[shard].id);
     }
     k->deadline_ms = u->deadline_ms;
-    k->expiration_ms = u->expiration_ms;
+    k->expiration_ms = u->arrival_ms + p->cfg.ttl_ms;
     to_limiter(p, s, k);
 }
 
-/* Routes one urec: to its predicted shard's aggregator, or alone when aggregation is off. */
+/* Routes one urec: to its predicted shard's aggregate (its bytes are copied there and the urec freed),
+ * alone when aggregation is off or no shard holds its key, or to the unmapped list while the stream has no
+ * map (and when memory runs out: it is tried again next round). */
 static void dispatch(eddy_producer_t *p, stream_t *s, urec_t *u)
 {
     u->next = NULL;
@@ -665,29 +893,132 @@ static void dispatch(eddy_producer_t *p, stream_t *s, urec_t *u)
         send_alone(p, s, u, shard);
         return;
     }
-    shard_t *sh = &s->shards[shard];
-    const char *ehk_text = u->ehk;
-    int rc = eddy_agg_add(sh->agg, u->pk, u->pk_len, ehk_text, u->data, u->data_len);
-    if (rc == EDDY_ERR_TOO_LARGE) {
-        seal_aggregate(p, s, shard);
-        rc = eddy_agg_add(sh->agg, u->pk, u->pk_len, ehk_text, u->data, u->data_len);
-    }
+    route_t r = {u->pk, u->pk_len, u->ehk, u->data, u->data_len, u->deadline_ms};
+    slot_t slot = {u->done, u->arg, u->arrival_ms, u->history, 0, (uint32_t)u->data_len, (uint16_t)u->pk_len};
+    int rc = to_aggregate(p, s, shard, &r, &slot);
     if (rc == EDDY_ERR_NOMEM) {
-        append(&s->unmapped_head, &s->unmapped_tail, u); /* out of memory: try again next round */
+        append(&s->unmapped_head, &s->unmapped_tail, u);
         return;
     }
-    if (rc != 0 && rc != EDDY_ERR_TOO_LARGE) {
+    if (rc != 0) {
         /* cannot happen for keys put checked; never loop on it: alone, unaggregated, the service judges it */
         send_alone(p, s, u, shard);
         return;
     }
-    append(&sh->agg_head, &sh->agg_tail, u);
-    sh->agg_count++;
-    if (sh->agg_deadline == 0 || u->deadline_ms < sh->agg_deadline) {
-        sh->agg_deadline = u->deadline_ms;
+    free(u); /* its history went with the slot */
+}
+
+/* Routes a user record of an aggregate krec again (a retry, or a new map): into an aggregate, or as a
+ * urec while the stream has no map. Returns 0 (the slot moved on), or an error with nothing changed. */
+static int reroute(eddy_producer_t *p, stream_t *s, const eddy_user_record_t *rec, const slot_t *slot,
+                   int64_t deadline)
+{
+    char ehk[EDDY_HASH_KEY_STR_MAX];
+    const char *ehk_text = NULL;
+    if (rec->explicit_hash_key != NULL && rec->explicit_hash_key_len < sizeof ehk) {
+        memcpy(ehk, rec->explicit_hash_key, rec->explicit_hash_key_len);
+        ehk[rec->explicit_hash_key_len] = '\0';
+        ehk_text = ehk;
     }
-    if (rc == EDDY_ERR_TOO_LARGE) {
-        seal_aggregate(p, s, shard); /* a record too big to share an aggregate goes alone */
+    if (s->map_valid) {
+        route_t r = {rec->partition_key, rec->partition_key_len, ehk_text, rec->data, rec->data_len, deadline};
+        return to_aggregate(p, s, predict(s, rec->hash_key), &r, slot);
+    }
+    urec_t *u = urec_new(rec->partition_key, rec->partition_key_len, ehk_text, ehk_text ? strlen(ehk_text) : 0,
+                         rec->data, rec->data_len);
+    if (u == NULL) {
+        return EDDY_ERR_NOMEM;
+    }
+    memcpy(u->hash, rec->hash_key, 16);
+    u->done = slot->done;
+    u->arg = slot->arg;
+    u->arrival_ms = slot->arrival_ms;
+    u->deadline_ms = deadline;
+    u->history = slot->history;
+    append(&s->unmapped_head, &s->unmapped_tail, u);
+    request_map(p, s);
+    return 0;
+}
+
+/* Why the records of a krec are routed again, and what happened to them. */
+typedef struct again {
+    eddy_producer_t *p;
+    stream_t *s;
+    krec_t *k;
+    bool attempt; /* an attempt failed: noted, and the record may fail or expire */
+    int64_t start_ms, now;
+    const char *code, *message;
+    int err;
+    bool final; /* fail rather than retry */
+    int64_t deadline;
+    bool left; /* some slots keep a callback to call */
+} again_t;
+
+static int again_visit(void *arg, const eddy_user_record_t *rec)
+{
+    again_t *g = arg;
+    slot_t *sl = &g->k->slots[rec->sub_sequence_number];
+    if (sl->done == NULL) {
+        return 0;
+    }
+    if (g->attempt) {
+        history_add(&sl->history, g->start_ms, g->now, true, g->code, g->message);
+        if (g->final) {
+            sl->err = g->err;
+            g->left = true;
+            return 0;
+        }
+        if (g->now >= sl->arrival_ms + g->p->cfg.ttl_ms) {
+            history_add(&sl->history, g->now, g->now, false, "Expired", "Record has reached expiration");
+            sl->err = EDDY_ERR_EXPIRED;
+            g->left = true;
+            return 0;
+        }
+    }
+    int rc = reroute(g->p, g->s, rec, sl, g->deadline);
+    if (rc == 0) {
+        sl->done = NULL; /* moved on, with its history */
+        sl->history = NULL;
+    } else {
+        sl->err = rc;
+        g->left = true;
+    }
+    return 0;
+}
+
+/* Routes again the user records of a krec taken out of the pipeline (g->k), and gives it back unless some
+ * of its records are to be called back (then it goes on the done list). */
+static void route_again(again_t *g, done_list_t *dl)
+{
+    krec_t *k = g->k;
+    if (k->urec != NULL) {
+        urec_t *u = k->urec;
+        k->urec = NULL;
+        if (g->attempt) {
+            history_add(&u->history, g->start_ms, g->now, true, g->code, g->message);
+            bool expired = !g->final && g->now >= u->arrival_ms + g->p->cfg.ttl_ms;
+            if (expired) {
+                history_add(&u->history, g->now, g->now, false, "Expired", "Record has reached expiration");
+            }
+            if (g->final || expired) {
+                u->err = expired ? EDDY_ERR_EXPIRED : g->err;
+                append(&dl->head, &dl->tail, u);
+                krec_give(g->p, k);
+                return;
+            }
+        }
+        u->deadline_ms = g->deadline;
+        dispatch(g->p, g->s, u);
+        krec_give(g->p, k);
+        return;
+    }
+    g->left = false;
+    eddy_agg_records(k->agg, again_visit, g);
+    if (g->left) {
+        k->next = dl->krecs;
+        dl->krecs = k;
+    } else {
+        krec_give(g->p, k);
     }
 }
 
@@ -705,7 +1036,7 @@ static int cmp_shards(const void *a, const void *b)
     return cmp_key(((const shard_t *)a)->start, ((const shard_t *)b)->start);
 }
 
-static void install_map(eddy_producer_t *p, stream_t *s, shard_t *fresh, size_t n);
+static void install_map(eddy_producer_t *p, stream_t *s, shard_t *fresh, size_t n, done_list_t *dl);
 
 static void on_list_shards(void *arg, const eddy_response_t *resp)
 {
@@ -784,7 +1115,7 @@ static void on_list_shards(void *arg, const eddy_response_t *resp)
     s->map_pending = false;
     if (ok && mc->nshards > 0) {
         qsort(mc->shards, mc->nshards, sizeof *mc->shards, cmp_shards);
-        install_map(p, s, mc->shards, mc->nshards);
+        install_map(p, s, mc->shards, mc->nshards, &dl);
         mc->shards = NULL;
         p->m.shard_map_refreshes++;
     } else {
@@ -794,8 +1125,9 @@ static void on_list_shards(void *arg, const eddy_response_t *resp)
             int64_t now = now_ms();
             for (urec_t *u = s->unmapped_head, *next; u != NULL; u = next) {
                 next = u->next;
-                add_attempt(u, now, now, false, resp->error_type, resp->message);
-                finish_urec(p, &dl, u, EDDY_ERR_SERVICE);
+                history_add(&u->history, now, now, false, resp->error_type, resp->message);
+                u->err = EDDY_ERR_SERVICE;
+                append(&dl.head, &dl.tail, u);
             }
             s->unmapped_head = s->unmapped_tail = NULL;
         }
@@ -807,47 +1139,53 @@ static void on_list_shards(void *arg, const eddy_response_t *resp)
     run_callbacks(p, &dl);
 }
 
-/* Replaces the stream's map: what its aggregators and limiters held is routed again. */
-static void install_map(eddy_producer_t *p, stream_t *s, shard_t *fresh, size_t n)
+/* Replaces the stream's map: what its aggregates and limiters held is routed again. */
+static void install_map(eddy_producer_t *p, stream_t *s, shard_t *fresh, size_t n, done_list_t *dl)
 {
-    urec_t *again_head = NULL, *again_tail = NULL;
-    krec_t *kagain = NULL;
+    krec_t *again_head = NULL, *again_tail = NULL;
     for (size_t i = 0; i < s->nshards; i++) {
         shard_t *sh = &s->shards[i];
-        for (urec_t *u = sh->agg_head, *next; u != NULL; u = next) {
-            next = u->next;
-            append(&again_head, &again_tail, u);
+        krec_t *list = sh->lim_head;
+        if (sh->open != NULL && sh->open->count > 0) {
+            sh->open->next = list;
+            list = sh->open;
+        } else if (sh->open != NULL) {
+            krec_give(p, sh->open);
         }
-        for (krec_t *k = sh->lim_head, *next; k != NULL; k = next) {
+        for (krec_t *k = list, *next; k != NULL; k = next) {
             next = k->next;
-            k->next = kagain;
-            kagain = k;
+            k->next = NULL;
+            if (again_tail != NULL) {
+                again_tail->next = k;
+            } else {
+                again_head = k;
+            }
+            again_tail = k;
         }
-        eddy_agg_free(sh->agg);
     }
     free(s->shards);
     s->shards = fresh;
     s->nshards = n;
+    int64_t now = now_ms();
     for (size_t i = 0; i < n; i++) {
-        fresh[i].agg = eddy_agg_new(p->cfg.aggregation_max_bytes, p->cfg.aggregation_max_count);
-        fresh[i].tok_ms = now_ms();
+        fresh[i].tok_ms = now;
     }
     s->map_valid = true;
-    /* Kinesis records queued in old limiters: their urecs are routed again (re-aggregated) */
-    for (krec_t *k = kagain, *next; k != NULL; k = next) {
-        next = k->next;
-        for (urec_t *u = k->urecs, *un; u != NULL; u = un) {
-            un = u->next;
-            append(&again_head, &again_tail, u);
+    for (const krec_t *k = s->col_head; k != NULL; k = k->next) {
+        int sh = shard_of(s, k);
+        if (sh >= 0) {
+            s->shards[sh].col_count++;
+            s->shards[sh].col_bytes += krec_bytes(k);
         }
-        krec_free(p, k);
     }
-    for (urec_t *u = s->unmapped_head, *next; u != NULL; u = next) {
-        next = u->next;
-        append(&again_head, &again_tail, u);
+    for (krec_t *k = again_head, *next; k != NULL; k = next) {
+        next = k->next;
+        again_t g = {.p = p, .s = s, .k = k, .deadline = k->deadline_ms};
+        route_again(&g, dl);
     }
+    urec_t *list = s->unmapped_head;
     s->unmapped_head = s->unmapped_tail = NULL;
-    for (urec_t *u = again_head, *next; u != NULL; u = next) {
+    for (urec_t *u = list, *next; u != NULL; u = next) {
         next = u->next;
         dispatch(p, s, u);
     }
@@ -894,41 +1232,37 @@ typedef struct send_call {
     int64_t start_ms;
 } send_call_t;
 
-static void retry_or_fail(eddy_producer_t *p, stream_t *s, urec_t *u, int64_t now, bool throttled, int err,
-                          bool final, done_list_t *dl)
-{
-    if (final || (throttled && p->cfg.fail_if_throttled)) {
-        finish_urec(p, dl, u, err);
-        return;
-    }
-    if (now >= u->expiration_ms) {
-        add_attempt(u, now, now, false, "Expired", "Record has reached expiration");
-        finish_urec(p, dl, u, EDDY_ERR_EXPIRED);
-        return;
-    }
-    u->deadline_ms = now + p->cfg.buffered_ms / 2;
-    dispatch(p, s, u);
-}
-
 static const char *str_field(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* Whether every urec of k hashes into the shard named shard_id in the current map (unknown: false). */
+typedef struct range_check {
+    const shard_t *shard;
+    bool inside;
+} range_check_t;
+
+static int in_shard_visit(void *arg, const eddy_user_record_t *rec)
+{
+    range_check_t *rc = arg;
+    if (cmp_key(rec->hash_key, rc->shard->start) < 0 || cmp_key(rec->hash_key, rc->shard->end) > 0) {
+        rc->inside = false;
+        return 1;
+    }
+    return 0;
+}
+
+/* Whether every user record of an aggregate krec hashes into the shard named shard_id in the current map
+ * (unknown: false). */
 static bool lands_in(const stream_t *s, const krec_t *k, const char *shard_id)
 {
     for (size_t i = 0; i < s->nshards; i++) {
-        if (strcmp(s->shards[i].id, shard_id) != 0) {
-            continue;
+        if (strcmp(s->shards[i].id, shard_id) == 0) {
+            range_check_t rc = {&s->shards[i], true};
+            eddy_agg_records(k->agg, in_shard_visit, &rc);
+            return rc.inside;
         }
-        for (const urec_t *u = k->urecs; u != NULL; u = u->next) {
-            if (cmp_key(u->hash, s->shards[i].start) < 0 || cmp_key(u->hash, s->shards[i].end) > 0) {
-                return false;
-            }
-        }
-        return true;
     }
     return false;
 }
@@ -946,7 +1280,7 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
     int whole_err = resp->err == EDDY_OK ? EDDY_ERR_PROTOCOL : resp->err;
     int64_t now = now_ms();
     done_list_t dl = {0};
-    krec_t *landed = NULL; /* succeeded: their urecs are completed after the lock is released */
+    krec_t *landed = NULL, *landed_tail = NULL; /* succeeded: completed after the lock is released */
     pthread_mutex_lock(&p->lock);
     stream_t *s = sc->s;
     p->in_flight_requests--;
@@ -980,7 +1314,7 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
         bool throttled = !success && code != NULL && strcmp(code, "ProvisionedThroughputExceededException") == 0;
         if (success) {
             p->m.kinesis_records_put++;
-            p->m.kinesis_bytes_put += k->aggregated ? k->blob_len : k->urecs->data_len;
+            p->m.kinesis_bytes_put += k->data_len;
             p->urecs_in_kinesis_put += k->count;
         } else if (throttled) {
             p->m.throttles++;
@@ -991,28 +1325,40 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
             size_t seq_len = strlen(seq);
             k->landing = malloc(sizeof *k->landing + seq_len + 1);
             if (k->landing != NULL) {
-                atomic_init(&k->landing->refs, k->count);
                 snprintf(k->landing->shard_id, sizeof k->landing->shard_id, "%s", shard_id);
                 memcpy(k->landing->sequence_number, seq, seq_len + 1);
             }
-            k->next = landed;
-            landed = k;
+            k->start_ms = sc->start_ms;
+            k->end_ms = now;
+            k->next = NULL;
+            if (landed_tail != NULL) {
+                landed_tail->next = k;
+            } else {
+                landed = k;
+            }
+            landed_tail = k;
             continue;
         }
-        for (urec_t *u = k->urecs, *next; u != NULL; u = next) {
-            next = u->next;
-            if (u->first_sent_ms == 0) {
-                u->first_sent_ms = sc->start_ms;
-            }
-            add_attempt(u, sc->start_ms, now, false, code, message);
-            int err = entry != NULL ? EDDY_ERR_SERVICE : whole_err;
-            /* a whole request the service refused for good (a validation error, a missing stream, access
-             * denied) fails its records now; everything else is retried until the TTL */
-            bool final = entry == NULL && resp->err == EDDY_ERR_SERVICE && !resp->retriable;
-            retry_or_fail(p, s, u, now, throttled, err, final, &dl);
-        }
-        k->urecs = NULL;
-        krec_free(p, k);
+        /* a whole request the service refused for good (a validation error, a missing stream, access
+         * denied) fails its records now; everything else is retried until the TTL (as the KPL does:
+         * deadline now + buffered time / 2) */
+        bool final = (entry == NULL && resp->err == EDDY_ERR_SERVICE && !resp->retriable) ||
+                     (throttled && p->cfg.fail_if_throttled);
+        again_t g = {
+            .p = p,
+            .s = s,
+            .k = k,
+            .attempt = true,
+            .start_ms = sc->start_ms,
+            .now = now,
+            .code = code,
+            .message = message,
+            .err = entry != NULL ? EDDY_ERR_SERVICE : whole_err,
+            .final = final,
+            .deadline = now + p->cfg.buffered_ms / 2,
+        };
+        k->next = NULL;
+        route_again(&g, &dl);
     }
     if (stale_map) {
         request_map(p, s);
@@ -1021,29 +1367,16 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
     pthread_mutex_unlock(&p->lock);
     cJSON_Delete(root);
     /* the user records of the Kinesis records that succeeded, completed outside the lock (puts go on
-     * meanwhile) in one walk: each is noted, called back and freed while it is in the cache */
+     * meanwhile) in one walk over each krec's slots */
     completion_t acc = {0};
     for (krec_t *k = landed; k != NULL; k = k->next) {
-        uint64_t sub = 0;
-        for (urec_t *u = k->urecs, *next; u != NULL; u = next, sub++) {
-            next = u->next;
-            if (u->first_sent_ms == 0) {
-                u->first_sent_ms = sc->start_ms;
-            }
-            add_attempt(u, sc->start_ms, now, true, NULL, NULL);
-            u->landing = k->landing; /* shared: it was made with one reference per urec */
-            u->sub_sequence_number = k->count > 1 ? sub : 0;
-            u->aggregated = k->count > 1;
-            u->err = k->landing != NULL ? EDDY_OK : EDDY_ERR_NOMEM;
-            complete_one(u, &acc);
-        }
-        k->urecs = NULL;
+        complete_krec(k, true, &acc);
     }
     if (landed != NULL) {
         pthread_mutex_lock(&p->lock);
         for (krec_t *k = landed, *next; k != NULL; k = next) {
             next = k->next;
-            krec_free(p, k); /* its aggregate goes back to the pool */
+            krec_give(p, k); /* with its memory, for the next aggregates */
         }
         pthread_mutex_unlock(&p->lock);
     }
@@ -1052,31 +1385,31 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
     apply_completions(p, &acc);
 }
 
-/* Builds and sends one PutRecords of the krecs (taken out of the collector). Called without the lock. */
+/* Builds and sends one PutRecords of the krecs (taken out of the collector). Called without the lock, on
+ * the producer's thread (which owns p->body and p->scratch). */
 static void send_batch(eddy_producer_t *p, stream_t *s, const char *stream_name, krec_t *krecs, size_t count)
 {
-    size_t worst = strlen(stream_name) * 6 + 64;
+    size_t worst = strlen(stream_name) * 6 + 64, largest = 0;
     for (krec_t *k = krecs; k != NULL; k = k->next) {
-        size_t data = k->aggregated ? k->blob_len : k->urecs->data_len;
-        worst += BASE64_ENCODED_LEN(data) + k->pk_len * 6 + EDDY_HASH_KEY_STR_MAX + 64;
+        worst += BASE64_ENCODED_LEN(k->data_len) + k->pk_len * 6 + EDDY_HASH_KEY_STR_MAX + 64;
+        largest = k->aggregated && k->data_len > largest ? k->data_len : largest;
     }
-    buf_t body = BUF_INIT;
+    buf_t *body = &p->body;
+    buf_reset(body);
     send_call_t *sc = calloc(1, sizeof *sc);
-    int rc = sc == NULL || buf_try_reserve(&body, worst) != 0 ? EDDY_ERR_NOMEM : 0;
-    /* encode the aggregates: the krecs are ours until the request is handed over */
-    for (krec_t *k = krecs; rc == 0 && k != NULL; k = k->next) {
-        if (k->agg != NULL && k->blob == NULL) {
-            k->blob = malloc(k->blob_len);
-            if (k->blob == NULL) {
-                rc = EDDY_ERR_NOMEM;
-                break;
-            }
-            eddy_agg_encode(k->agg, k->blob);
+    int rc = sc == NULL || buf_try_reserve(body, worst) != 0 ? EDDY_ERR_NOMEM : 0;
+    if (rc == 0 && largest > p->scratch_cap) {
+        unsigned char *grown = realloc(p->scratch, largest);
+        if (grown == NULL) {
+            rc = EDDY_ERR_NOMEM;
+        } else {
+            p->scratch = grown;
+            p->scratch_cap = largest;
         }
     }
     if (rc == 0) {
         jsonw_t w;
-        jsonw_init(&w, &body);
+        jsonw_init(&w, body);
         jsonw_obj_begin(&w);
         jsonw_key(&w, "StreamName");
         jsonw_str(&w, stream_name);
@@ -1086,14 +1419,16 @@ static void send_batch(eddy_producer_t *p, stream_t *s, const char *stream_name,
             jsonw_obj_begin(&w);
             jsonw_key(&w, "Data");
             /* base64 straight into the reserved room (a string needs no escaping): the opening quote goes
-             * through the writer, which then knows a value was written */
+             * through the writer, which then knows a value was written. The krecs are ours until the
+             * request is handed over, so an aggregate is encoded (MD5 and all) here, outside the lock. */
             jsonw_raw(&w, "\"", 1);
             if (k->aggregated) {
-                base64_encode_into(&body, k->blob, k->blob_len);
+                size_t n = eddy_agg_encode(k->agg, p->scratch);
+                base64_encode_into(body, p->scratch, n);
             } else {
-                base64_encode_into(&body, k->urecs->data, k->urecs->data_len);
+                base64_encode_into(body, k->data, k->data_len);
             }
-            buf_putc(&body, '"');
+            buf_putc(body, '"');
             jsonw_key(&w, "PartitionKey");
             jsonw_strn(&w, k->pk, k->pk_len);
             jsonw_key(&w, "ExplicitHashKey");
@@ -1103,9 +1438,8 @@ static void send_batch(eddy_producer_t *p, stream_t *s, const char *stream_name,
         jsonw_arr_end(&w);
         jsonw_obj_end(&w);
         *sc = (send_call_t){p, s, krecs, count, now_ms()};
-        rc = eddy_client_call_async(p->client, "PutRecords", body.data, body.len, on_put_records, sc);
+        rc = eddy_client_call_async(p->client, "PutRecords", body->data, body->len, on_put_records, sc);
     }
-    buf_dispose(&body);
     if (rc == 0) {
         return;
     }
@@ -1157,46 +1491,69 @@ static void drain_limiters(eddy_producer_t *p, stream_t *s, int64_t now)
     }
 }
 
-/* Takes the next PutRecords' worth of Kinesis records out of the collector, in order, skipping those of
- * shards that have a request in flight: one request per shard at a time keeps each partition key's
- * records in order. Returns the list (NULL: nothing can go now) and its length in *count. */
+/* A batch this big takes no further shard (a quarter of a request): under load, requests hold few shards,
+ * so that requests for other shards can be in flight at the same time (one per shard keeps the order). */
+static bool batch_big(const eddy_producer_t *p, size_t n, size_t bytes)
+{
+    return n >= p->cfg.collection_max_count / 4 || bytes >= p->cfg.collection_max_bytes / 4;
+}
+
+/* Takes the next PutRecords' worth of Kinesis records out of the collector, skipping those of shards that
+ * have a request in flight: one request per shard at a time keeps each partition key's records in order.
+ * It takes whole shards (each one's records in order, the first shard free first) until the batch is big
+ * (batch_big) or full. Returns the list (NULL: nothing can go now) and its length in *count. */
 static krec_t *take_batch(eddy_producer_t *p, stream_t *s, size_t *count)
 {
     static _Atomic uint64_t batches;
     uint64_t mark = atomic_fetch_add(&batches, 1) + 1;
     krec_t *head = NULL, *tail = NULL;
     size_t n = 0, bytes = 0;
-    krec_t **pp = &s->col_head;
-    krec_t *prev = NULL;
-    while (*pp != NULL && n < p->cfg.collection_max_count) {
-        krec_t *k = *pp;
-        int sh = shard_of(s, k);
-        size_t b = krec_bytes(k);
-        if ((sh >= 0 && s->shards[sh].busy && s->shards[sh].batch_mark != mark) ||
-            (n > 0 && bytes + b > p->cfg.collection_max_bytes)) {
-            if (n > 0 && bytes + b > p->cfg.collection_max_bytes) {
+    bool full = false;
+    while (!full && !batch_big(p, n, bytes)) {
+        /* one pass: the records of the first shard that can go (-1: those without a prediction) */
+        bool picked = false;
+        int group = -1;
+        krec_t **pp = &s->col_head;
+        krec_t *prev = NULL;
+        while (*pp != NULL) {
+            krec_t *k = *pp;
+            int sh = shard_of(s, k);
+            bool eligible = picked ? sh == group : sh < 0 || !s->shards[sh].busy;
+            if (!eligible) {
+                prev = k;
+                pp = &k->next;
+                continue;
+            }
+            size_t b = krec_bytes(k);
+            if (n >= p->cfg.collection_max_count || (n > 0 && bytes + b > p->cfg.collection_max_bytes)) {
+                full = true; /* and the rest of this shard waits: its order is kept */
                 break;
             }
-            prev = k;
-            pp = &k->next;
-            continue;
+            picked = true;
+            group = sh;
+            *pp = k->next; /* unlink */
+            if (s->col_tail == k) {
+                s->col_tail = prev;
+            }
+            k->next = NULL;
+            if (tail != NULL) {
+                tail->next = k;
+            } else {
+                head = k;
+            }
+            tail = k;
+            n++;
+            bytes += b;
+            if (sh >= 0) {
+                shard_t *x = &s->shards[sh];
+                x->busy = true;
+                x->batch_mark = mark;
+                x->col_count--;
+                x->col_bytes -= b;
+            }
         }
-        *pp = k->next; /* unlink */
-        if (s->col_tail == k) {
-            s->col_tail = prev;
-        }
-        k->next = NULL;
-        if (tail != NULL) {
-            tail->next = k;
-        } else {
-            head = k;
-        }
-        tail = k;
-        n++;
-        bytes += b;
-        if (sh >= 0) {
-            s->shards[sh].busy = true;
-            s->shards[sh].batch_mark = mark;
+        if (!picked) {
+            break;
         }
     }
     s->col_count -= n;
@@ -1207,6 +1564,26 @@ static krec_t *take_batch(eddy_producer_t *p, stream_t *s, size_t *count)
     }
     *count = n;
     return head;
+}
+
+/* Whether a batch is due: a flush, a deadline, a full request's worth, or a big batch of a shard that can
+ * go now. */
+static bool batch_due(const eddy_producer_t *p, const stream_t *s, int64_t now)
+{
+    if (s->col_head == NULL) {
+        return false;
+    }
+    if (s->flush || s->col_deadline <= now || s->col_count >= p->cfg.collection_max_count ||
+        s->col_bytes >= p->cfg.collection_max_bytes) {
+        return true;
+    }
+    for (size_t i = 0; i < s->nshards; i++) {
+        const shard_t *sh = &s->shards[i];
+        if (!sh->busy && batch_big(p, sh->col_count, sh->col_bytes)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* One round of the producer's thread: seals due aggregates, drains limiters, sends due batches. Returns
@@ -1225,9 +1602,11 @@ static int64_t round_once(eddy_producer_t *p, int64_t now)
             urec_t *keep_head = NULL, *keep_tail = NULL;
             for (urec_t *u = s->unmapped_head, *n; u != NULL; u = n) {
                 n = u->next;
-                if (now >= u->expiration_ms) {
-                    add_attempt(u, now, now, false, "Expired", "no shard map for the stream (ListShards failed)");
-                    finish_urec(p, &dl, u, EDDY_ERR_EXPIRED);
+                if (now >= u->arrival_ms + p->cfg.ttl_ms) {
+                    history_add(&u->history, now, now, false, "Expired",
+                                "no shard map for the stream (ListShards failed)");
+                    u->err = EDDY_ERR_EXPIRED;
+                    append(&dl.head, &dl.tail, u);
                 } else {
                     append(&keep_head, &keep_tail, u);
                 }
@@ -1248,12 +1627,13 @@ static int64_t round_once(eddy_producer_t *p, int64_t now)
             }
         }
         for (size_t i = 0; i < s->nshards; i++) {
-            shard_t *sh = &s->shards[i];
-            if (sh->agg_count > 0 && (s->flush || sh->agg_deadline <= now)) {
-                seal_aggregate(p, s, (int)i);
+            const krec_t *open = s->shards[i].open;
+            if (open != NULL && open->count > 0 && (s->flush || open->deadline_ms <= now)) {
+                seal_open(p, s, (int)i);
             }
-            if (sh->agg_count > 0 && sh->agg_deadline < next) {
-                next = sh->agg_deadline;
+            open = s->shards[i].open;
+            if (open != NULL && open->count > 0 && open->deadline_ms < next) {
+                next = open->deadline_ms;
             }
         }
         drain_limiters(p, s, now);
@@ -1264,9 +1644,7 @@ static int64_t round_once(eddy_producer_t *p, int64_t now)
         }
         /* send full batches, and the rest when due */
         bool blocked = false;
-        while (s->col_head != NULL &&
-               (s->flush || s->col_deadline <= now || s->col_count >= p->cfg.collection_max_count ||
-                s->col_bytes >= p->cfg.collection_max_bytes)) {
+        while (batch_due(p, s, now)) {
             size_t count = 0;
             krec_t *head = take_batch(p, s, &count);
             if (head == NULL) {
@@ -1295,6 +1673,12 @@ static void *producer_main(void *arg)
         int64_t now = now_ms();
         int64_t next = round_once(p, now);
         now = now_ms();
+        while (p->outstanding == 0 && p->pooled > KREC_POOL_IDLE) {
+            krec_t *k = p->pool;
+            p->pool = k->next;
+            p->pooled--;
+            krec_free(k);
+        }
         if (next > now) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1354,8 +1738,12 @@ eddy_producer_t *eddy_producer_new(eddy_client_t *client, eddy_producer_config_t
 
 static stream_t *find_stream(eddy_producer_t *p, const char *name)
 {
+    if (p->last_stream != NULL && strcmp(p->last_stream->name, name) == 0) {
+        return p->last_stream;
+    }
     for (stream_t *s = p->streams; s != NULL; s = s->next) {
         if (strcmp(s->name, name) == 0) {
+            p->last_stream = s;
             return s;
         }
     }
@@ -1413,73 +1801,66 @@ int eddy_producer_put(eddy_producer_t *p, const char *stream, const char *partit
     } else {
         eddy_hash_key(partition_key, pk_len, hash);
     }
-    urec_t *u = malloc(sizeof *u + pk_len + 1 + (ehk_len ? ehk_len + 1 : 0) + data_len);
-    if (u == NULL) {
+    size_t bytes = pk_len + data_len;
+    /* With aggregation, a record is copied once: straight into its shard's aggregate, under the lock. A
+     * record sent alone (aggregation off), or put before its stream has a shard map, is held on its own. */
+    urec_t *u = NULL;
+    if (!p->cfg.aggregation && (u = urec_new(partition_key, pk_len, explicit_hash_key, ehk_len, data, data_len)) == NULL) {
         return EDDY_ERR_NOMEM;
     }
-    memset(u, 0, sizeof *u);
-    char *mem = (char *)(u + 1);
-    u->pk = mem;
-    memcpy(u->pk, partition_key, pk_len);
-    u->pk[pk_len] = '\0';
-    u->pk_len = pk_len;
-    mem += pk_len + 1;
-    if (ehk_len) {
-        u->ehk = mem;
-        memcpy(u->ehk, explicit_hash_key, ehk_len + 1);
-        mem += ehk_len + 1;
-    }
-    u->data = (unsigned char *)mem;
-    if (data_len > 0) {
-        memcpy(u->data, data, data_len);
-    }
-    u->data_len = data_len;
-    memcpy(u->hash, hash, 16);
-    u->done = done;
-    u->arg = arg;
-    size_t bytes = pk_len + data_len;
 
     pthread_mutex_lock(&p->lock);
+    int rc = EDDY_OK;
     while (!p->closed && p->outstanding > 0 && p->outstanding_bytes + bytes > p->cfg.max_outstanding_bytes) {
         if (!p->cfg.block_when_full) {
-            pthread_mutex_unlock(&p->lock);
-            free(u);
-            return EDDY_ERR_WOULD_BLOCK;
+            rc = EDDY_ERR_WOULD_BLOCK;
+            break;
         }
         pthread_cond_wait(&p->room, &p->lock);
     }
-    if (p->closed) {
-        pthread_mutex_unlock(&p->lock);
-        free(u);
-        return EDDY_ERR_CLOSED;
+    if (rc == EDDY_OK && p->closed) {
+        rc = EDDY_ERR_CLOSED;
     }
-    stream_t *s = find_stream(p, stream);
-    if (s == NULL) {
-        pthread_mutex_unlock(&p->lock);
-        free(u);
-        return EDDY_ERR_NOMEM;
+    stream_t *s = rc == EDDY_OK ? find_stream(p, stream) : NULL;
+    if (rc == EDDY_OK && s == NULL) {
+        rc = EDDY_ERR_NOMEM;
+    }
+    if (rc == EDDY_OK && u == NULL && !s->map_valid &&
+        (u = urec_new(partition_key, pk_len, explicit_hash_key, ehk_len, data, data_len)) == NULL) {
+        rc = EDDY_ERR_NOMEM;
     }
     int64_t now = now_ms();
-    u->stream = s;
-    u->arrival_ms = now;
-    u->deadline_ms = now + p->cfg.buffered_ms;
-    u->expiration_ms = now + p->cfg.ttl_ms;
+    int shard = rc == EDDY_OK && s->map_valid && p->cfg.aggregation ? predict(s, hash) : -1;
+    size_t col_before = rc == EDDY_OK ? s->col_count : 0;
+    krec_t *lim_before = shard >= 0 ? s->shards[shard].lim_tail : NULL;
+    if (rc == EDDY_OK && u == NULL) {
+        route_t r = {partition_key, pk_len, explicit_hash_key, data, data_len, now + p->cfg.buffered_ms};
+        slot_t slot = {done, arg, now, NULL, 0, (uint32_t)data_len, (uint16_t)pk_len};
+        rc = to_aggregate(p, s, shard, &r, &slot);
+    } else if (rc == EDDY_OK) {
+        memcpy(u->hash, hash, 16);
+        u->done = done;
+        u->arg = arg;
+        u->arrival_ms = now;
+        u->deadline_ms = now + p->cfg.buffered_ms;
+        dispatch(p, s, u);
+    }
+    if (rc != EDDY_OK) {
+        pthread_mutex_unlock(&p->lock);
+        free(u);
+        return rc;
+    }
     p->outstanding++;
     p->outstanding_bytes += bytes;
     p->m.user_records_received++;
-    size_t col_before = s->col_count;
-    krec_t *lim_before = NULL;
-    int shard = s->map_valid && p->cfg.aggregation ? predict(s, u->hash) : -1;
-    if (shard >= 0) {
-        lim_before = s->shards[shard].lim_tail;
-    }
-    dispatch(p, s, u);
     /* wake the thread only when this put made something due before its next wake-up: a Kinesis record
      * that fills a batch, the first record of a limiter queue, or a stream that needs its map (waking it
      * on every put would make it walk its queues for nothing) */
     bool wake = !s->map_valid || p->cfg.buffered_ms == 0 ||
                 (s->col_count > col_before &&
-                 (s->col_count >= p->cfg.collection_max_count || s->col_bytes >= p->cfg.collection_max_bytes));
+                 (s->col_count >= p->cfg.collection_max_count || s->col_bytes >= p->cfg.collection_max_bytes ||
+                  (shard >= 0 && !s->shards[shard].busy &&
+                   batch_big(p, s->shards[shard].col_count, s->shards[shard].col_bytes))));
     if (!wake && shard >= 0 && s->map_valid && (size_t)shard < s->nshards) {
         shard_t *sh = &s->shards[shard];
         wake = sh->lim_tail != lim_before && sh->lim_head == sh->lim_tail;
@@ -1561,13 +1942,18 @@ void eddy_producer_destroy(eddy_producer_t *p)
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    while (p->agg_pooled > 0) {
-        eddy_agg_free(p->agg_pool[--p->agg_pooled]);
+    for (krec_t *k = p->pool, *next; k != NULL; k = next) {
+        next = k->next;
+        krec_free(k);
     }
+    buf_dispose(&p->body);
+    free(p->scratch);
     for (stream_t *s = p->streams, *next; s != NULL; s = next) {
         next = s->next;
         for (size_t i = 0; i < s->nshards; i++) {
-            eddy_agg_free(s->shards[i].agg);
+            if (s->shards[i].open != NULL) {
+                krec_free(s->shards[i].open); /* empty: everything was completed */
+            }
         }
         free(s->shards);
         free(s->name);
