@@ -97,6 +97,10 @@ typedef void (*eddy_call_fn)(void *arg, const eddy_response_t *resp);
  * error (then done is not called). */
 EDDY_API int eddy_client_call_async(eddy_client_t *c, const char *operation, const char *body, size_t body_len,
                            eddy_call_fn done, void *arg);
+/* The same without copying the body: body is borrowed and must stay valid and unchanged until done has been
+ * called (for callers that reuse their request buffers; a 5 MiB copy per request costs page faults). */
+EDDY_API int eddy_client_call_async_borrowed(eddy_client_t *c, const char *operation, const char *body,
+                                             size_t body_len, eddy_call_fn done, void *arg);
 /* The same, waiting for the outcome: *out is the response (free it with eddy_response_free; also on
  * error). Returns resp->err. Must not be called from a completion callback. */
 EDDY_API int eddy_client_call(eddy_client_t *c, const char *operation, const char *body, size_t body_len,

@@ -748,7 +748,8 @@ struct call {
     call_t *next; /* in the submission queue (under the client's lock) */
     eddy_client_t *client;
     char target[TARGET_MAX]; /* X-Amz-Target */
-    char *body;                                         /* owned copy */
+    char *body; /* an owned copy, or the caller's (body_borrowed) */
+    bool body_borrowed;
     size_t body_len;
     char payload_hash[65];
     eddy_call_fn done;
@@ -842,7 +843,9 @@ static void stream_release(eddy_stream_t *s)
 static void call_free(call_t *call)
 {
     stream_release(call->stream);
-    free(call->body);
+    if (!call->body_borrowed) {
+        free(call->body);
+    }
     free(call->reply);
     free(call);
 }
@@ -1595,8 +1598,8 @@ static bool valid_operation(const char *op)
     return true;
 }
 
-static int submit(eddy_client_t *c, const char *operation, const char *body, size_t body_len, eddy_call_fn done,
-                  void *arg, eddy_event_fn on_event, eddy_stream_t *stream)
+static int submit(eddy_client_t *c, const char *operation, const char *body, size_t body_len, bool borrow,
+                  eddy_call_fn done, void *arg, eddy_event_fn on_event, eddy_stream_t *stream)
 {
     if (c == NULL || operation == NULL || !valid_operation(operation) || done == NULL ||
         (body == NULL && body_len > 0)) {
@@ -1610,13 +1613,17 @@ static int submit(eddy_client_t *c, const char *operation, const char *body, siz
     if (call == NULL) {
         return EDDY_ERR_NOMEM;
     }
-    call->body = malloc(body_len + 1);
+    if (borrow) {
+        call->body = (char *)(uintptr_t)body; /* never written: libcurl only reads it */
+        call->body_borrowed = true;
+    } else if ((call->body = malloc(body_len + 1)) != NULL) {
+        memcpy(call->body, body, body_len);
+        call->body[body_len] = '\0';
+    }
     if (call->body == NULL || sigv4_payload_hash(body, body_len, call->payload_hash) != 0) {
         call_free(call);
         return EDDY_ERR_NOMEM;
     }
-    memcpy(call->body, body, body_len);
-    call->body[body_len] = '\0';
     call->body_len = body_len;
     call->client = c;
     call->done = done;
@@ -1649,7 +1656,13 @@ static int submit(eddy_client_t *c, const char *operation, const char *body, siz
 int eddy_client_call_async(eddy_client_t *c, const char *operation, const char *body, size_t body_len,
                            eddy_call_fn done, void *arg)
 {
-    return submit(c, operation, body, body_len, done, arg, NULL, NULL);
+    return submit(c, operation, body, body_len, false, done, arg, NULL, NULL);
+}
+
+int eddy_client_call_async_borrowed(eddy_client_t *c, const char *operation, const char *body, size_t body_len,
+                                    eddy_call_fn done, void *arg)
+{
+    return submit(c, operation, body, body_len, true, done, arg, NULL, NULL);
 }
 
 /* ---- streaming calls ---- */
@@ -1782,7 +1795,7 @@ int eddy_client_stream_async(eddy_client_t *c, const char *operation, const char
     }
     atomic_init(&s->refs, 1);
     s->client = c;
-    int rc = submit(c, operation, body, body_len, done, arg, on_event, s);
+    int rc = submit(c, operation, body, body_len, false, done, arg, on_event, s);
     if (rc != EDDY_OK) {
         free(s);
         return rc;

@@ -1391,3 +1391,18 @@ Test(config, service_dynamodb_takes_its_endpoint)
     unsetenv("AWS_ENDPOINT_URL_DYNAMODB");
     unsetenv("AWS_ENDPOINT_URL");
 }
+
+Test(e2e, a_borrowed_body_is_sent_as_is)
+{
+    server_t *s = server_start(NULL, false);
+    eddy_client_t *c = client_for(s->endpoint, NULL);
+    static char body[] = "{\"StreamName\":\"borrowed\",\"ShardCount\":1}";
+    tally_t *t = tally_new();
+    static slot_t slot;
+    slot = (slot_t){t, 0};
+    cr_assert_eq(eddy_client_call_async_borrowed(c, "CreateStream", body, strlen(body), on_done, &slot), EDDY_OK);
+    cr_assert(tally_wait(t, 1, 30000));
+    cr_assert_eq(t->err[0], EDDY_OK, "%s", t->error_type[0]);
+    eddy_response_free(call_ok(c, "DescribeStreamSummary", "{\"StreamName\":\"borrowed\"}"));
+    eddy_client_free(c);
+}
