@@ -27,6 +27,7 @@ import re
 import signal
 import time
 
+import boto3
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -804,6 +805,23 @@ def test_request_log_flag_wins_over_the_config_file(eddy_factory, tmp_path):
     reconfigure(srv, config, f"request-log = json\nrequest-log-file = {log_path}\n")
     rid = kin.list_streams()["ResponseMetadata"]["RequestId"]
     line_with(log_path, rid, text_fields)
+
+
+def test_request_log_names_dynamodb_operations(eddy_factory, tmp_path):
+    log_path = tmp_path / "requests.log"
+    srv = eddy_factory("--request-log", "json", "--request-log-file", str(log_path))
+    ddb = boto3.client("dynamodb", endpoint_url=srv.endpoint, region_name="us-east-1", aws_access_key_id="x",
+                       aws_secret_access_key="x")
+    rid = ddb.list_tables()["ResponseMetadata"]["RequestId"]
+    entry = line_with(log_path, rid, json.loads)
+    assert (entry["operation"], entry["status"]) == ("DynamoDB.ListTables", 200)
+    try:
+        ddb.describe_table(TableName="missing")
+    except ddb.exceptions.ResourceNotFoundException as e:
+        rid = e.response["ResponseMetadata"]["RequestId"]
+    entry = line_with(log_path, rid, json.loads)
+    assert (entry["operation"], entry["status"], entry["error"]) == (
+        "DynamoDB.DescribeTable", 400, "ResourceNotFoundException")
 
 
 # ---------------------------------------------------------------------------------------------------

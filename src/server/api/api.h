@@ -74,6 +74,10 @@ void api_abandon(api_call_t *c);
  * the request, and op the operation when it was known, else NULL: the path stands for it). */
 void api_observe(server_t *srv, const api_call_t *c, http_request_t *req, const char *request_id, int64_t start_us,
                  const api_op_t *op, int status, const char *error, size_t bytes_out);
+/* The same for a request outside the Kinesis operation table (DynamoDB's): operation names it in the log
+ * ("DynamoDB.GetItem"); its metrics count under operation "other". */
+void api_observe_named(server_t *srv, http_request_t *req, const char *request_id, int64_t start_us,
+                       const char *operation, int status, const char *error, size_t bytes_out);
 /* Notes the stream a call is about (for the request log) and its metrics series; latency is the
  * metrics_histogram_t the call's latency counts in, or -1. Requires the catalog lock. */
 void api_note_stream(api_call_t *c, stream_t *s, int latency);

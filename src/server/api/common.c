@@ -38,8 +38,25 @@ static void stream_from_input(const api_call_t *c, char out[STREAM_NAME_MAX + 1]
     }
 }
 
+static void observe(server_t *srv, const api_call_t *c, http_request_t *req, const char *request_id,
+                    int64_t start_us, const api_op_t *op, const char *op_name, int status, const char *error,
+                    size_t bytes_out);
+
 void api_observe(server_t *srv, const api_call_t *c, http_request_t *req, const char *request_id, int64_t start_us,
                  const api_op_t *op, int status, const char *error, size_t bytes_out)
+{
+    observe(srv, c, req, request_id, start_us, op, NULL, status, error, bytes_out);
+}
+
+void api_observe_named(server_t *srv, http_request_t *req, const char *request_id, int64_t start_us,
+                       const char *operation, int status, const char *error, size_t bytes_out)
+{
+    observe(srv, NULL, req, request_id, start_us, NULL, operation, status, error, bytes_out);
+}
+
+static void observe(server_t *srv, const api_call_t *c, http_request_t *req, const char *request_id,
+                    int64_t start_us, const api_op_t *op, const char *op_name, int status, const char *error,
+                    size_t bytes_out)
 {
     if (c != NULL) {
         start_us = c->start_us;
@@ -72,7 +89,7 @@ void api_observe(server_t *srv, const api_call_t *c, http_request_t *req, const 
     reqlog_entry_t e = {
         .time_ms = c != NULL ? c->start_ms : clock_now_ms() - us / 1000,
         .request_id = request_id,
-        .operation = c != NULL ? c->op : op != NULL ? op->name : path_op,
+        .operation = c != NULL ? c->op : op != NULL ? op->name : op_name != NULL ? op_name : path_op,
         .stream = stream,
         .status = status,
         .error = error,

@@ -1567,6 +1567,8 @@ void ddb_handle(server_t *srv, http_request_t *req, const char *request_id, int6
     free(text);
     cJSON_Delete(r.out);
     const char *etype = r.err != E_NONE ? strchr(errors[r.err].type, '#') + 1 : NULL;
-    api_observe(srv, NULL, req, request_id, start_us, NULL, status, etype, out.len);
+    char name[80];
+    snprintf(name, sizeof name, "DynamoDB.%.*s", (int)(oplen > 64 ? 64 : oplen), op);
+    api_observe_named(srv, req, request_id, start_us, name, status, etype, out.len);
     http_reply(req, status, "application/x-amz-json-1.0", &out);
 }
