@@ -7,7 +7,7 @@
 set -euo pipefail
 
 what=${1:-build}
-packages=(gcc make cmake pkg-config libh2o-evloop-dev libssl-dev libsqlite3-dev libcjson-dev libcbor-dev libisal-dev zlib1g-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev)
+packages=(gcc make cmake pkg-config libh2o-evloop-dev libssl-dev libsqlite3-dev libcjson-dev libcbor-dev libisal-dev zlib1g-dev libcurl4-openssl-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev libpcre2-dev)
 if [ "$what" = test ]; then
   packages+=(libcriterion-dev awscli python3-boto3 python3-pytest clang libclang-rt-14-dev curl faketime chromium fonts-liberation)
   command -v node >/dev/null 2>&1 || packages+=(nodejs)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/agent.h"
 #include "cli/cert.h"
 #include "cli/put.h"
 #include "cli/tail.h"
@@ -31,6 +32,7 @@ static void usage(FILE *out)
                  "  cert      create a local CA and a server certificate for TLS (eddy cert --help)\n"
                  "  put       put lines or records from files or stdin into a stream (eddy put --help)\n"
                  "  tail      print a stream's records and follow new ones (eddy tail --help)\n"
+                 "  agent     tail log files into streams, configured by the Kinesis Agent's agent.json\n"
                  "  consume   run a KCL MultiLang record processor per shard lease (eddy consume --help)\n"
                  "  version   print the version\n"
                  "  help      print this help\n",
@@ -477,6 +479,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "tail") == 0) {
         return tail_main(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "agent") == 0) {
+        return agent_main(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "consume") == 0) {
         return consume_main(argc - 1, argv + 1);

@@ -1,0 +1,470 @@
+/* sender: records into streams, held until acknowledged (see sender.h). */
+#include "agent/sender.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "eddy/client.h"
+#include "eddy/producer.h"
+
+#define MAX_PRODUCERS 8
+#define WOULD_BLOCK_RETRY_MS 20
+
+typedef struct producer_slot {
+    eddy_producer_t *p;
+    bool aggregation;
+    int64_t age_ms;
+    int records;
+    int64_t bytes;
+} producer_slot_t;
+
+struct sender {
+    const agent_config_t *cfg;
+    eddy_client_t *client;
+    producer_slot_t producers[MAX_PRODUCERS];
+    size_t nproducers;
+    size_t *flow_producer; /* per flow */
+    int wake_fd;
+    pthread_mutex_t lock;
+    inflight_t *done; /* completion list (under lock) */
+    inflight_t **waiting; /* records to put again */
+    size_t nwaiting, waiting_cap;
+    size_t buffered_bytes, buffered_records;
+    uint64_t rng;
+    bool closing; /* the producers are gone: nothing is put again */
+};
+
+/* @thread a producer's or the client's: links the record into the completion list, wakes the main thread */
+static void on_done(void *arg, const eddy_put_result_t *r)
+{
+    inflight_t *rec = arg;
+    sender_t *s = rec->owner;
+    rec->done_err = r->err;
+    pthread_mutex_lock(&s->lock);
+    bool was_empty = s->done == NULL;
+    rec->done_next = s->done;
+    s->done = rec;
+    pthread_mutex_unlock(&s->lock);
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t w = write(s->wake_fd, &one, sizeof one);
+        (void)w; /* EAGAIN: the counter is already non-zero, which is all that matters */
+    }
+}
+
+static int set(eddy_producer_config_t *pc, const char *key, const char *value, char *err, size_t errlen)
+{
+    return eddy_producer_config_set(pc, key, value, err, errlen);
+}
+
+static size_t producer_for(sender_t *s, const agent_flow_config_t *fl, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < s->nproducers; i++) {
+        producer_slot_t *ps = &s->producers[i];
+        if (ps->aggregation == fl->aggregation && ps->age_ms == fl->max_buffer_age_ms &&
+            ps->records == fl->max_buffer_records && ps->bytes == fl->max_buffer_bytes) {
+            return i;
+        }
+    }
+    if (s->nproducers == MAX_PRODUCERS) {
+        snprintf(err, errlen, "more than %d different buffer settings across flows", MAX_PRODUCERS);
+        return SIZE_MAX;
+    }
+    eddy_producer_config_t *pc = eddy_producer_config_new();
+    if (pc == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return SIZE_MAX;
+    }
+    char v[32];
+    size_t outstanding = s->cfg->max_buffered_bytes * 2 + (1u << 20);
+    int rc = set(pc, "aggregation", fl->aggregation ? "true" : "false", err, errlen);
+    snprintf(v, sizeof v, "%lld", (long long)fl->max_buffer_age_ms);
+    rc = rc ? rc : set(pc, "record_max_buffered_time_ms", v, err, errlen);
+    snprintf(v, sizeof v, "%d", fl->max_buffer_records);
+    rc = rc ? rc : set(pc, "collection_max_count", v, err, errlen);
+    snprintf(v, sizeof v, "%lld", (long long)(fl->max_buffer_bytes < 52224 ? 52224 : fl->max_buffer_bytes));
+    rc = rc ? rc : set(pc, "collection_max_bytes", v, err, errlen);
+    rc = rc ? rc : set(pc, "record_ttl_ms", "10000", err, errlen);
+    snprintf(v, sizeof v, "%zu", outstanding);
+    rc = rc ? rc : set(pc, "max_outstanding_bytes", v, err, errlen);
+    rc = rc ? rc : set(pc, "block_when_full", "false", err, errlen);
+    if (rc != 0) {
+        eddy_producer_config_free(pc);
+        return SIZE_MAX;
+    }
+    eddy_producer_t *p = eddy_producer_new(s->client, pc, err, errlen);
+    if (p == NULL) {
+        return SIZE_MAX;
+    }
+    producer_slot_t *ps = &s->producers[s->nproducers];
+    ps->p = p;
+    ps->aggregation = fl->aggregation;
+    ps->age_ms = fl->max_buffer_age_ms;
+    ps->records = fl->max_buffer_records;
+    ps->bytes = fl->max_buffer_bytes;
+    return s->nproducers++;
+}
+
+sender_t *sender_new(const agent_config_t *cfg, char *err, size_t errlen)
+{
+    sender_t *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->cfg = cfg;
+    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    pthread_mutex_init(&s->lock, NULL);
+    s->flow_producer = calloc(cfg->nflows, sizeof *s->flow_producer);
+    if (getrandom(&s->rng, sizeof s->rng, 0) != sizeof s->rng || s->rng == 0) {
+        s->rng = (uint64_t)time(NULL) | 1;
+    }
+    eddy_config_t *cc = eddy_config_new();
+    if (s->wake_fd < 0 || s->flow_producer == NULL || cc == NULL) {
+        snprintf(err, errlen, "out of memory");
+        eddy_config_free(cc);
+        goto fail;
+    }
+    char v[32];
+    int rc = 0;
+    if (cfg->endpoint != NULL) {
+        rc = eddy_config_set(cc, "endpoint", cfg->endpoint, err, errlen);
+    }
+    if (rc == 0 && cfg->region != NULL) {
+        rc = eddy_config_set(cc, "region", cfg->region, err, errlen);
+    }
+    if (rc == 0 && cfg->access_key_id != NULL) {
+        rc = eddy_config_set(cc, "access_key_id", cfg->access_key_id, err, errlen);
+        rc = rc ? rc : eddy_config_set(cc, "secret_access_key", cfg->secret_access_key, err, errlen);
+    }
+    if (rc == 0 && cfg->connect_timeout_ms > 0) {
+        snprintf(v, sizeof v, "%lld", (long long)cfg->connect_timeout_ms);
+        rc = eddy_config_set(cc, "connect_timeout_ms", v, err, errlen);
+    }
+    if (rc == 0 && cfg->socket_timeout_ms > 0) {
+        snprintf(v, sizeof v, "%lld", (long long)cfg->socket_timeout_ms);
+        rc = eddy_config_set(cc, "request_timeout_ms", v, err, errlen);
+    }
+    if (rc == 0 && cfg->max_connections > 0) {
+        snprintf(v, sizeof v, "%d", cfg->max_connections);
+        rc = eddy_config_set(cc, "max_connections", v, err, errlen);
+    }
+    if (rc != 0) {
+        eddy_config_free(cc);
+        goto fail;
+    }
+    s->client = eddy_client_new(cc, err, errlen);
+    if (s->client == NULL) {
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->nflows; i++) {
+        size_t k = producer_for(s, &cfg->flows[i], err, errlen);
+        if (k == SIZE_MAX) {
+            goto fail;
+        }
+        s->flow_producer[i] = k;
+    }
+    return s;
+fail:
+    sender_free(s);
+    return NULL;
+}
+
+static uint64_t next_random(sender_t *s)
+{
+    s->rng ^= s->rng << 13;
+    s->rng ^= s->rng >> 7;
+    s->rng ^= s->rng << 17;
+    return s->rng;
+}
+
+/* The partition key of a record into key (1..256 bytes); its length. */
+static size_t partition_key(sender_t *s, const agent_flow_config_t *fl, const char *data, size_t len, char key[257])
+{
+    switch (fl->pk_mode) {
+    case AGENT_PK_DETERMINISTIC: {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        if (EVP_Digest(data, len, md, &n, EVP_md5(), NULL) != 1) {
+            n = 0;
+        }
+        for (unsigned int i = 0; i < n; i++) {
+            snprintf(key + 2 * i, 3, "%02x", md[i]);
+        }
+        if (n > 0) {
+            return 2 * n;
+        }
+        break;
+    }
+    case AGENT_PK_FIELD: {
+        cJSON *j = cJSON_ParseWithLength(data, len);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, fl->pk_field);
+        int n;
+        if (cJSON_IsString(v) && v->valuestring[0] != '\0') {
+            n = snprintf(key, 257, "%s", v->valuestring);
+        } else if (cJSON_IsNumber(v)) {
+            n = snprintf(key, 257, "%.17g", v->valuedouble);
+        } else {
+            n = snprintf(key, 257, "-");
+        }
+        cJSON_Delete(j);
+        size_t k = n > 256 ? 256 : (size_t)n;
+        while (k > 1 && ((unsigned char)key[k] & 0xC0) == 0x80) {
+            k--; /* never cut a UTF-8 character in two */
+        }
+        return k;
+    }
+    case AGENT_PK_RANDOM:
+    default:
+        break;
+    }
+    /* the Kinesis Agent's: a random number in [0, 10^6) as text */
+    uint64_t r = next_random(s);
+    return (size_t)snprintf(key, 257, "%" PRIu64 ".%06" PRIu64, (r >> 20) % 1000000, r % 1000000);
+}
+
+static int put_one(sender_t *s, inflight_t *rec)
+{
+    const tail_source_t *src = rec->src;
+    return eddy_producer_put(s->producers[rec->producer].p, src->flow->cfg->stream, rec->bytes + rec->len, rec->pk_len,
+                             NULL, rec->bytes, rec->len, on_done, rec);
+}
+
+static int64_t backoff(sender_t *s, const agent_flow_config_t *fl, int failures)
+{
+    int64_t b = fl->retry_initial_backoff_ms;
+    for (int i = 1; i < failures && b < fl->retry_max_backoff_ms; i++) {
+        b *= 2;
+    }
+    b = b < fl->retry_max_backoff_ms ? b : fl->retry_max_backoff_ms;
+    int64_t jitter = b * 3 / 10;
+    if (jitter > 0) {
+        b += (int64_t)(next_random(s) % (uint64_t)(2 * jitter + 1)) - jitter;
+    }
+    return b > 0 ? b : 1;
+}
+
+static void wait_again(sender_t *s, inflight_t *rec, int64_t at)
+{
+    if (s->nwaiting == s->waiting_cap) {
+        size_t cap = s->waiting_cap ? s->waiting_cap * 2 : 256;
+        inflight_t **grown = realloc(s->waiting, cap * sizeof *grown);
+        if (grown == NULL) {
+            abort(); /* the agent, like the server, stops on out-of-memory (STYLE.md) */
+        }
+        s->waiting = grown;
+        s->waiting_cap = cap;
+    }
+    rec->status = INFLIGHT_WAITING;
+    rec->retry_at_ms = at;
+    s->waiting[s->nwaiting++] = rec;
+}
+
+/* Pops the acknowledged prefix of src's queue. */
+static void settle(sender_t *s, tail_source_t *src)
+{
+    inflight_t *head = src->q_head;
+    while (head != NULL && head->status == INFLIGHT_ACKED) {
+        src->acked_offset = head->end_offset;
+        src->q_head = head->next;
+        src->q_count--;
+        s->buffered_bytes -= head->len;
+        s->buffered_records--;
+        free(head);
+        head = src->q_head;
+    }
+    if (head == NULL) {
+        src->q_tail = NULL;
+    }
+}
+
+int sender_put(sender_t *s, tail_source_t *src, const char *data, size_t len, int64_t end_offset)
+{
+    if (!sender_has_room(s)) {
+        return -EAGAIN;
+    }
+    const agent_flow_config_t *fl = src->flow->cfg;
+    char key[257];
+    size_t pk_len = partition_key(s, fl, data, len, key);
+    inflight_t *rec = malloc(sizeof *rec + len + pk_len);
+    if (rec == NULL) {
+        return -EAGAIN;
+    }
+    memset(rec, 0, sizeof *rec);
+    rec->owner = s;
+    rec->src = src;
+    rec->end_offset = end_offset;
+    rec->producer = s->flow_producer[src->flow->index];
+    rec->len = len;
+    rec->pk_len = pk_len;
+    memcpy(rec->bytes, data, len);
+    memcpy(rec->bytes + len, key, pk_len);
+    if (src->q_tail != NULL) {
+        src->q_tail->next = rec;
+    } else {
+        src->q_head = rec;
+    }
+    src->q_tail = rec;
+    src->q_count++;
+    s->buffered_bytes += len;
+    s->buffered_records++;
+    int rc = put_one(s, rec);
+    if (rc == EDDY_ERR_WOULD_BLOCK) {
+        wait_again(s, rec, 0);
+    } else if (rc != EDDY_OK) {
+        /* refused for good: dropped, and the checkpoint may pass it */
+        if (src->flow->stats.records_dropped++ < 10) {
+            log_warn("agent: %s: a record of %zu bytes at byte %lld was refused (%s): dropped", src->path, len,
+                     (long long)end_offset, eddy_err_name(rc));
+        }
+        rec->status = INFLIGHT_ACKED;
+        settle(s, src);
+    }
+    return 0;
+}
+
+int64_t sender_drain(sender_t *s, int64_t now)
+{
+    uint64_t counter;
+    ssize_t r = read(s->wake_fd, &counter, sizeof counter);
+    (void)r;
+    pthread_mutex_lock(&s->lock);
+    inflight_t *list = s->done;
+    s->done = NULL;
+    pthread_mutex_unlock(&s->lock);
+    for (inflight_t *rec = list, *next; rec != NULL; rec = next) {
+        next = rec->done_next;
+        tail_flow_stats_t *st = &rec->src->flow->stats;
+        if (rec->done_err == EDDY_OK) {
+            rec->status = INFLIGHT_ACKED;
+            st->records_sent++;
+            st->bytes_sent += rec->len;
+        } else if (rec->done_err == EDDY_ERR_INVALID || rec->done_err == EDDY_ERR_TOO_LARGE) {
+            rec->status = INFLIGHT_ACKED;
+            st->records_dropped++;
+        } else {
+            st->record_send_errors++;
+            rec->failures++;
+            if (rec->failures == 1 || rec->failures % 20 == 0) {
+                log_debug("agent: a record of %s failed (%s, %d times): retried", rec->src->path,
+                          eddy_err_name(rec->done_err), rec->failures);
+            }
+            wait_again(s, rec, now + backoff(s, rec->src->flow->cfg, rec->failures));
+        }
+        settle(s, rec->src); /* may free rec */
+    }
+    int64_t next = now + 60000;
+    for (size_t i = 0; i < s->nwaiting;) {
+        inflight_t *rec = s->waiting[i];
+        if (rec->retry_at_ms > now || s->closing) {
+            next = rec->retry_at_ms < next ? rec->retry_at_ms : next;
+            i++;
+            continue;
+        }
+        rec->status = INFLIGHT_SENT;
+        int rc = put_one(s, rec);
+        if (rc == EDDY_ERR_WOULD_BLOCK) {
+            rec->status = INFLIGHT_WAITING;
+            rec->retry_at_ms = now + WOULD_BLOCK_RETRY_MS;
+            next = rec->retry_at_ms < next ? rec->retry_at_ms : next;
+            i++;
+            continue;
+        }
+        s->waiting[i] = s->waiting[--s->nwaiting];
+        if (rc != EDDY_OK) {
+            rec->status = INFLIGHT_ACKED;
+            rec->src->flow->stats.records_dropped++;
+            settle(s, rec->src);
+        }
+    }
+    return next;
+}
+
+void sender_flush(sender_t *s)
+{
+    for (size_t i = 0; i < s->nproducers; i++) {
+        eddy_producer_flush(s->producers[i].p, NULL);
+    }
+}
+
+int sender_fd(const sender_t *s)
+{
+    return s->wake_fd;
+}
+
+bool sender_has_room(const sender_t *s)
+{
+    return s->buffered_bytes < s->cfg->max_buffered_bytes;
+}
+
+size_t sender_buffered_bytes(const sender_t *s)
+{
+    return s->buffered_bytes;
+}
+
+size_t sender_buffered_records(const sender_t *s)
+{
+    return s->buffered_records;
+}
+
+size_t sender_limit_bytes(const sender_t *s)
+{
+    return s->cfg->max_buffered_bytes;
+}
+
+void sender_producer_metrics(const sender_t *s, uint64_t *retries, uint64_t *throttles, uint64_t *requests)
+{
+    *retries = *throttles = *requests = 0;
+    for (size_t i = 0; i < s->nproducers; i++) {
+        eddy_producer_metrics_t m;
+        eddy_producer_metrics(s->producers[i].p, &m);
+        *retries += m.retries;
+        *throttles += m.throttles;
+        *requests += m.put_records_requests;
+    }
+}
+
+void sender_free(sender_t *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < s->nproducers; i++) {
+        eddy_producer_destroy(s->producers[i].p); /* every callback has run when it returns */
+    }
+    s->nproducers = 0;
+    s->closing = true;
+    if (s->client != NULL) {
+        sender_drain(s, 0); /* the outcomes applied: the checkpoints can take them */
+        eddy_client_free(s->client);
+    }
+    /* records never acknowledged stay in their sources' queues (sender_release_queue frees them) */
+    free(s->waiting);
+    if (s->wake_fd >= 0) {
+        close(s->wake_fd);
+    }
+    pthread_mutex_destroy(&s->lock);
+    free(s->flow_producer);
+    free(s);
+}
+
+void sender_release_queue(tail_source_t *src)
+{
+    for (inflight_t *rec = src->q_head, *next; rec != NULL; rec = next) {
+        next = rec->next;
+        free(rec);
+    }
+    src->q_head = src->q_tail = NULL;
+    src->q_count = 0;
+}
