@@ -119,7 +119,9 @@ static const key_spec_t *find_key(const key_spec_t *table, size_t n, const char 
 static bool get_int(const cJSON *v, int64_t *out)
 {
     if (cJSON_IsNumber(v)) {
-        if (v->valuedouble != (double)(int64_t)v->valuedouble) {
+        /* in range before the cast (out of range it is undefined), and whole */
+        if (!(v->valuedouble >= -9.2e18 && v->valuedouble <= 9.2e18) ||
+            v->valuedouble != (double)(int64_t)v->valuedouble) {
             return false;
         }
         *out = (int64_t)v->valuedouble;
@@ -235,6 +237,9 @@ static int flow_pattern(agent_flow_config_t *fl, const cJSON *v, const char *whe
                  "only (\"%s\")", where, p);
         return -1;
     }
+    free(fl->file_pattern); /* a key given twice: the last one counts, as in the other keys */
+    free(fl->directory);
+    free(fl->name_glob);
     fl->file_pattern = strdup(p);
     fl->directory = slash == p ? strdup("/") : strndup(p, (size_t)(slash - p));
     fl->name_glob = strdup(slash + 1);
@@ -296,6 +301,7 @@ static int parse_flow(agent_config_t *cfg, agent_flow_config_t *fl, const cJSON 
                 fl->pk_mode = AGENT_PK_DETERMINISTIC;
             } else if (strncmp(s, "FIELD:", 6) == 0 && s[6] != '\0') {
                 fl->pk_mode = AGENT_PK_FIELD;
+                free(fl->pk_field);
                 if ((fl->pk_field = strdup(s + 6)) == NULL) {
                     snprintf(err, errlen, "out of memory");
                     return -1;

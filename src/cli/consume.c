@@ -211,9 +211,10 @@ static bool do_checkpoint(child_t *ch, const cJSON *req, eddy_checkpointer_t *cp
     if (cp == NULL) {
         rc = EDDY_ERR_SHUTDOWN;
     } else if (cJSON_IsString(seq)) {
-        rc = eddy_checkpoint_at(cp, seq->valuestring, cJSON_IsNumber(sub) && sub->valuedouble >= 0
-                                                          ? (uint64_t)sub->valuedouble
-                                                          : 0);
+        /* a sub-sequence number outside 0 .. 2^63 cannot be one the worker delivered */
+        bool sub_ok = !cJSON_IsNumber(sub) || (sub->valuedouble >= 0 && sub->valuedouble <= 9.0e18);
+        rc = sub_ok ? eddy_checkpoint_at(cp, seq->valuestring, cJSON_IsNumber(sub) ? (uint64_t)sub->valuedouble : 0)
+                    : EDDY_ERR_INVALID;
     } else {
         rc = eddy_checkpoint(cp);
     }

@@ -406,6 +406,17 @@ static int kcall(eddy_consumer_t *c, const char *op, cJSON *j, cJSON **out, char
     return rc;
 }
 
+/* A JSON number (from the network) as an integer, times scale; dflt when absent or out of range (a cast
+ * of an out-of-range double is undefined). */
+static int64_t jint(const cJSON *v, double scale, int64_t dflt)
+{
+    if (!cJSON_IsNumber(v)) {
+        return dflt;
+    }
+    double d = v->valuedouble * scale;
+    return d >= -9.0e18 && d <= 9.0e18 ? (int64_t)d : dflt;
+}
+
 static const char *jstr(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
@@ -624,7 +635,7 @@ static int deliver(shard_t *s, const cJSON *records, int64_t millis_behind)
         }
         const cJSON *ts = cJSON_GetObjectItemCaseSensitive(r, "ApproximateArrivalTimestamp");
         b.seq = seq;
-        b.arrival_ms = cJSON_IsNumber(ts) ? (int64_t)(ts->valuedouble * 1000.0) : 0;
+        b.arrival_ms = jint(ts, 1000.0, 0);
         int rc = eddy_agg_decode(blobs[i], (size_t)n, pk, strlen(pk), ehk, s->has_range ? s->hash_start : NULL,
                                  s->has_range ? s->hash_end : NULL, visit_user_record, &b);
         if (rc < 0 && b.err == 0) {
@@ -782,7 +793,7 @@ static int64_t poll_step(shard_t *s)
     }
     const cJSON *records = cJSON_GetObjectItemCaseSensitive(reply, "Records");
     const cJSON *behind = cJSON_GetObjectItemCaseSensitive(reply, "MillisBehindLatest");
-    int64_t millis = cJSON_IsNumber(behind) ? (int64_t)behind->valuedouble : -1;
+    int64_t millis = jint(behind, 1.0, -1);
     if (deliver(s, records, millis) != EDDY_OK) {
         cJSON_Delete(reply);
         logf_(c, 0, "%s: out of memory delivering records; retrying", s->id);
@@ -934,7 +945,7 @@ static int64_t fan_out_step(shard_t *s)
         }
         const cJSON *behind = cJSON_GetObjectItemCaseSensitive(ev, "MillisBehindLatest");
         int rc = deliver(s, cJSON_GetObjectItemCaseSensitive(ev, "Records"),
-                         cJSON_IsNumber(behind) ? (int64_t)behind->valuedouble : -1);
+                         jint(behind, 1.0, -1));
         if (rc != EDDY_OK) {
             logf_(c, 0, "%s: out of memory delivering records; resubscribing", s->id);
             s->continuation[0] = '\0'; /* from the last record delivered */
@@ -1340,7 +1351,7 @@ static void take_leases(eddy_consumer_t *c, lease_t *leases, size_t n)
     if (views == NULL || index == NULL || pick == NULL) {
         goto out;
     }
-    size_t nv = 0, held = 0;
+    size_t nv = 0;
     pthread_mutex_lock(&c->lock);
     bool stopping = c->stopping;
     pthread_mutex_unlock(&c->lock);
@@ -1365,7 +1376,6 @@ static void take_leases(eddy_consumer_t *c, lease_t *leases, size_t n)
         bool expired = l->owner[0] != '\0' && now - s->changed_ms > c->cfg.failover_ms;
         views[nv].owner = mine ? c->cfg.worker_id : l->owner;
         views[nv].available = !mine && (l->owner[0] == '\0' || expired || strcmp(l->owner, c->cfg.worker_id) == 0);
-        held += mine;
         index[nv++] = i;
     }
     /* forget leases that are gone */
