@@ -4,7 +4,9 @@
 # --shard-limits off, a 4-shard stream) for the whole run; the eddy server's CPU per million records too.
 # Needs a Release build with the benchmarks: BUILD_DIR (default build-release; cmake -S . -B build-release
 # -DCMAKE_BUILD_TYPE=Release -DEDDY_BENCH=ON && cmake --build build-release). MODES (default "on off"):
-# which aggregation settings to run.
+# which aggregation settings to run. EDDY_ENV: extra environment for the eddy server only, as NAME=VALUE words
+# (e.g. EDDY_ENV=GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728,
+# see docs/BENCHMARKS.md, "libeddy's producer").
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rounds=${ROUNDS:-3}
@@ -12,7 +14,8 @@ build=${BUILD_DIR:-build-release}
 case $build in /*) ;; *) build=$root/$build ;; esac
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-"$build/eddy" serve --port 0 --data "$work/data" --durability none --shard-limits off \
+# shellcheck disable=SC2086
+env ${EDDY_ENV:-} "$build/eddy" serve --port 0 --data "$work/data" --durability none --shard-limits off \
     --state-delay-ms 0 2>"$work/err" &
 pid=$!
 for _ in $(seq 1 200); do grep -q listening "$work/err" && break; sleep 0.05; done
@@ -30,3 +33,4 @@ for agg in ${MODES:-on off}; do
         echo "$out; eddy server CPU $server s per million"
     done
 done
+echo "eddy memory after the runs: $(grep -E '^(VmHWM|VmRSS)' /proc/$pid/status | tr -s ' \t' ' ' | tr '\n' ' ')"

@@ -70,6 +70,11 @@ EDDY_API size_t eddy_agg_count(const eddy_agg_t *a);
 EDDY_API size_t eddy_agg_size(const eddy_agg_t *a);
 /* Encodes into out (at least eddy_agg_size bytes). Returns the length written. */
 EDDY_API size_t eddy_agg_encode(const eddy_agg_t *a, unsigned char *out);
+/* Encodes n aggregates at once: the same bytes as eddy_agg_encode(aggs[i], out[i]) for each (out[i]: at
+ * least eddy_agg_size(aggs[i]) bytes, not overlapping), with their MD5s computed side by side, several
+ * times faster on CPUs with AVX-512. lens[i] gets the length written. Aggregates and outputs borrowed. */
+EDDY_API void eddy_agg_encode_many(const eddy_agg_t *const *aggs, size_t n, unsigned char *const *out,
+                                   size_t *lens);
 /* The outer record's keys by the KPL's rule: partition key "a" and, as explicit hash key, the decimal hash
  * key of the first user record (ehk: EDDY_HASH_KEY_STR_MAX bytes). Requires at least one record. */
 EDDY_API void eddy_agg_outer_key(const eddy_agg_t *a, const char **partition_key, char *ehk);

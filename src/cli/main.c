@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,6 +449,13 @@ static int cmd_serve(int argc, char **argv)
     if (rc != 0) {
         return rc == 1 ? 0 : 2;
     }
+    /* glibc malloc: PutRecords bodies of several MiB (h2o's body buffers, the store's frames) are above the
+     * default mmap threshold, so every request mapped fresh memory and page-faulted it in again; heap
+     * memory up to 32 MiB per allocation, and up to 128 MiB of free heap kept before trimming, made eddy's
+     * CPU per aggregated record 1.5-2x lower (docs/BENCHMARKS.md, "libeddy's producer"). Both are needed:
+     * either alone is worse than neither. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     server_block_signals();
     server_t srv;
     if (server_start(&srv, &cfg) != 0) {

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/md5_multi.h"
 #include "common/u128.h"
 #include "kpl_aggregated.pb-c.h"
 
@@ -500,7 +501,8 @@ int eddy_agg_add(eddy_agg_t *a, const char *partition_key, size_t pk_len, const 
     return 0;
 }
 
-size_t eddy_agg_encode(const eddy_agg_t *a, unsigned char *out)
+/* Writes the magic and the protobuf; returns the protobuf's length (the MD5 goes right after it). */
+static size_t encode_body(const eddy_agg_t *a, unsigned char *out)
 {
     unsigned char *p = out;
     memcpy(p, agg_magic, EDDY_AGG_MAGIC_LEN);
@@ -518,9 +520,34 @@ size_t eddy_agg_encode(const eddy_agg_t *a, unsigned char *out)
         memcpy(p, a->recs, a->recs_len);
         p += a->recs_len;
     }
-    md5(proto, (size_t)(p - proto), p);
-    p += MD5_LEN;
-    return (size_t)(p - out);
+    return (size_t)(p - proto);
+}
+
+size_t eddy_agg_encode(const eddy_agg_t *a, unsigned char *out)
+{
+    size_t proto = encode_body(a, out);
+    md5(out + EDDY_AGG_MAGIC_LEN, proto, out + EDDY_AGG_MAGIC_LEN + proto);
+    return EDDY_AGG_OVERHEAD + proto;
+}
+
+void eddy_agg_encode_many(const eddy_agg_t *const *aggs, size_t n, unsigned char *const *out, size_t *lens)
+{
+    enum { BATCH = 64 }; /* hashed together; more would only need bigger arrays */
+    for (size_t base = 0; base < n; base += BATCH) {
+        size_t m = n - base < BATCH ? n - base : BATCH;
+        const unsigned char *proto[BATCH];
+        size_t proto_len[BATCH];
+        unsigned char digest[BATCH][MD5_MULTI_LEN];
+        for (size_t i = 0; i < m; i++) {
+            proto_len[i] = encode_body(aggs[base + i], out[base + i]);
+            proto[i] = out[base + i] + EDDY_AGG_MAGIC_LEN;
+        }
+        md5_multi(proto, proto_len, m, digest);
+        for (size_t i = 0; i < m; i++) {
+            memcpy(out[base + i] + EDDY_AGG_MAGIC_LEN + proto_len[i], digest[i], MD5_LEN);
+            lens[base + i] = EDDY_AGG_OVERHEAD + proto_len[i];
+        }
+    }
 }
 
 void eddy_agg_outer_key(const eddy_agg_t *a, const char **partition_key, char *ehk)

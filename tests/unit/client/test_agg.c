@@ -953,3 +953,43 @@ Test(hash_key, format_and_parse)
     eddy_hash_key("pk-1", 4, key);
     cr_assert_str_eq(key_text(key), "273922656776327812788301823748127981641");
 }
+
+/* encode_many (aggregates hashed side by side) writes exactly what encode writes, one by one, for counts
+ * below, at and above one batch of the multi-buffer MD5 and aggregates of very different sizes. */
+Test(agg, encode_many_equals_encode)
+{
+    enum { N = 70 };
+    eddy_agg_t *aggs[N];
+    unsigned char *one[N], *many[N];
+    size_t lens[N];
+    char data[3000];
+    memset(data, 'x', sizeof data);
+    for (size_t i = 0; i < N; i++) {
+        aggs[i] = eddy_agg_new(0, 0);
+        cr_assert_not_null(aggs[i]);
+        for (size_t r = 0; r <= i % 9; r++) {
+            char pk[32];
+            int pk_len = snprintf(pk, sizeof pk, "key-%zu-%zu", i, r);
+            data[0] = (char)('a' + (int)(i % 26));
+            cr_assert_eq(eddy_agg_add(aggs[i], pk, (size_t)pk_len, NULL, data, (i * 37 + r * 101) % sizeof data), 0);
+        }
+        size_t size = eddy_agg_size(aggs[i]);
+        one[i] = malloc(size);
+        many[i] = malloc(size);
+        cr_assert(one[i] != NULL && many[i] != NULL);
+        cr_assert_eq(eddy_agg_encode(aggs[i], one[i]), size);
+    }
+    size_t counts[] = {1, 15, 16, 17, 64, N};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        eddy_agg_encode_many((const eddy_agg_t *const *)aggs, counts[c], many, lens);
+        for (size_t i = 0; i < counts[c]; i++) {
+            cr_assert_eq(lens[i], eddy_agg_size(aggs[i]));
+            cr_assert(memcmp(one[i], many[i], lens[i]) == 0, "aggregate %zu of %zu differs", i, counts[c]);
+        }
+    }
+    for (size_t i = 0; i < N; i++) {
+        free(one[i]);
+        free(many[i]);
+        eddy_agg_free(aggs[i]);
+    }
+}
