@@ -301,6 +301,7 @@ typedef struct shard {
     /* collection: a PutRecords with records of this shard is in flight; what the collector holds of it */
     bool busy;
     uint64_t batch_mark;
+    krec_t *cq_head, *cq_tail; /* its Kinesis records in the collector, in order */
     size_t col_count, col_bytes;
 } shard_t;
 
@@ -318,9 +319,12 @@ typedef struct stream {
     size_t nstaged;
     unsigned char *stage_bytes; /* STAGE_MAX * STAGE_RECORD_MAX bytes, allocated at the first put */
     size_t stage_len;
-    krec_t *col_head, *col_tail; /* the collector */
+    /* the collector: a queue per predicted shard (shard_t.cq_head), and this one for records without a
+     * prediction; totals over all of them */
+    krec_t *nq_head, *nq_tail;
     size_t col_count, col_bytes;
     int64_t col_deadline;
+    size_t take_from; /* the shard take_batch looks at first (turns round, so none waits behind others) */
     bool flush; /* send everything without waiting for deadlines */
 } stream_t;
 
@@ -424,6 +428,14 @@ static int shard_of(const stream_t *s, const krec_t *k)
         }
     }
     return -1;
+}
+
+/* Copies a shard id, cut to cap - 1 bytes (snprintf's "%s" costs more than the rest of a record's path). */
+static void copy_id(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
 }
 
 static void wake_thread(eddy_producer_t *p)
@@ -732,19 +744,21 @@ static size_t krec_bytes(const krec_t *k)
     return k->pk_len + k->data_len;
 }
 
-/* Appends a Kinesis record to the stream's collector. */
+/* Appends a Kinesis record to the stream's collector: its predicted shard's queue. */
 static void to_collector(stream_t *s, krec_t *k)
 {
     k->next = NULL;
-    if (s->col_tail != NULL) {
-        s->col_tail->next = k;
+    int sh = shard_of(s, k);
+    krec_t **head = sh >= 0 ? &s->shards[sh].cq_head : &s->nq_head;
+    krec_t **tail = sh >= 0 ? &s->shards[sh].cq_tail : &s->nq_tail;
+    if (*tail != NULL) {
+        (*tail)->next = k;
     } else {
-        s->col_head = k;
+        *head = k;
     }
-    s->col_tail = k;
+    *tail = k;
     s->col_count++;
     s->col_bytes += krec_bytes(k);
-    int sh = shard_of(s, k);
     if (sh >= 0) {
         s->shards[sh].col_count++;
         s->shards[sh].col_bytes += krec_bytes(k);
@@ -802,7 +816,7 @@ static void seal(eddy_producer_t *p, stream_t *s, krec_t *k)
         k->deadline_ms += extra;
     }
     if (k->shard >= 0) {
-        snprintf(k->shard_id, sizeof k->shard_id, "%s", s->shards[k->shard].id);
+        copy_id(k->shard_id, sizeof k->shard_id, s->shards[k->shard].id);
     }
     to_limiter(p, s, k);
 }
@@ -927,10 +941,12 @@ static void send_alone(eddy_producer_t *p, stream_t *s, urec_t *u, int shard)
     k->pk_len = u->pk_len;
     k->data = u->data;
     k->data_len = u->data_len;
-    eddy_hash_key_format(u->hash, k->ehk);
+    if (u->ehk != NULL) { /* otherwise none is sent: the service routes by the partition key's MD5 too */
+        snprintf(k->ehk, sizeof k->ehk, "%s", u->ehk);
+    }
     k->shard = shard;
     if (shard >= 0) {
-        snprintf(k->shard_id, sizeof k->shard_id, "%s", s->shards[shard].id);
+        copy_id(k->shard_id, sizeof k->shard_id, s->shards[shard].id);
     }
     k->deadline_ms = u->deadline_ms;
     k->expiration_ms = u->arrival_ms + p->cfg.ttl_ms;
@@ -1283,20 +1299,34 @@ static void install_map(eddy_producer_t *p, stream_t *s, shard_t *fresh, size_t 
             again_tail = k;
         }
     }
+    /* the collector's records go to the new map's queues (each shard's order kept) */
+    krec_t *col = s->nq_head, *col_tail = s->nq_tail;
+    for (size_t i = 0; i < s->nshards; i++) {
+        shard_t *sh = &s->shards[i];
+        if (sh->cq_head != NULL) {
+            if (col_tail != NULL) {
+                col_tail->next = sh->cq_head;
+            } else {
+                col = sh->cq_head;
+            }
+            col_tail = sh->cq_tail;
+        }
+    }
+    s->nq_head = s->nq_tail = NULL;
+    s->col_count = s->col_bytes = 0;
+    s->col_deadline = 0;
     free(s->shards);
     s->shards = fresh;
     s->nshards = n;
+    s->take_from = 0;
     int64_t now = now_ms();
     for (size_t i = 0; i < n; i++) {
         fresh[i].tok_ms = now;
     }
     s->map_valid = true;
-    for (const krec_t *k = s->col_head; k != NULL; k = k->next) {
-        int sh = shard_of(s, k);
-        if (sh >= 0) {
-            s->shards[sh].col_count++;
-            s->shards[sh].col_bytes += krec_bytes(k);
-        }
+    for (krec_t *k = col, *next; k != NULL; k = next) {
+        next = k->next;
+        to_collector(s, k);
     }
     for (krec_t *k = again_head, *next; k != NULL; k = next) {
         next = k->next;
@@ -1485,7 +1515,7 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
             size_t seq_len = strlen(seq);
             k->landing = malloc(sizeof *k->landing + seq_len + 1);
             if (k->landing != NULL) {
-                snprintf(k->landing->shard_id, sizeof k->landing->shard_id, "%s", shard_id);
+                copy_id(k->landing->shard_id, sizeof k->landing->shard_id, shard_id);
                 memcpy(k->landing->sequence_number, seq, seq_len + 1);
             }
             k->start_ms = sc->start_ms;
@@ -1621,8 +1651,10 @@ static void send_batch(eddy_producer_t *p, stream_t *s, const char *stream_name,
             buf_putc(body, '"');
             jsonw_key(&w, "PartitionKey");
             jsonw_strn(&w, k->pk, k->pk_len);
-            jsonw_key(&w, "ExplicitHashKey");
-            jsonw_str_plain(&w, k->ehk, strlen(k->ehk));
+            if (k->ehk[0] != '\0') {
+                jsonw_key(&w, "ExplicitHashKey");
+                jsonw_str_plain(&w, k->ehk, strlen(k->ehk));
+            }
             jsonw_obj_end(&w);
         }
         jsonw_arr_end(&w);
@@ -1706,31 +1738,26 @@ static krec_t *take_batch(eddy_producer_t *p, stream_t *s, size_t *count)
     krec_t *head = NULL, *tail = NULL;
     size_t n = 0, bytes = 0;
     bool full = false;
-    while (!full && !batch_big(p, n, bytes)) {
-        /* one pass: the records of the first shard that can go (-1: those without a prediction) */
-        bool picked = false;
-        int group = -1;
-        krec_t **pp = &s->col_head;
-        krec_t *prev = NULL;
-        while (*pp != NULL) {
-            krec_t *k = *pp;
-            int sh = shard_of(s, k);
-            bool eligible = picked ? sh == group : sh < 0 || !s->shards[sh].busy;
-            if (!eligible) {
-                prev = k;
-                pp = &k->next;
-                continue;
-            }
+    /* whole shards, each one's records in order, starting at a shard that turns round; then the records
+     * without a prediction. O(records taken + shards): the collector can hold many thousands. */
+    for (size_t j = 0; j <= s->nshards && !full && !batch_big(p, n, bytes); j++) {
+        int sh = j == s->nshards ? -1 : (int)((s->take_from + j) % s->nshards);
+        shard_t *x = sh >= 0 ? &s->shards[sh] : NULL;
+        krec_t **qh = x != NULL ? &x->cq_head : &s->nq_head;
+        krec_t **qt = x != NULL ? &x->cq_tail : &s->nq_tail;
+        if (*qh == NULL || (x != NULL && x->busy)) {
+            continue;
+        }
+        while (*qh != NULL) {
+            krec_t *k = *qh;
             size_t b = krec_bytes(k);
             if (n >= p->cfg.collection_max_count || (n > 0 && bytes + b > p->cfg.collection_max_bytes)) {
                 full = true; /* and the rest of this shard waits: its order is kept */
                 break;
             }
-            picked = true;
-            group = sh;
-            *pp = k->next; /* unlink */
-            if (s->col_tail == k) {
-                s->col_tail = prev;
+            *qh = k->next;
+            if (*qh == NULL) {
+                *qt = NULL;
             }
             k->next = NULL;
             if (tail != NULL) {
@@ -1741,23 +1768,27 @@ static krec_t *take_batch(eddy_producer_t *p, stream_t *s, size_t *count)
             tail = k;
             n++;
             bytes += b;
-            if (sh >= 0) {
-                shard_t *x = &s->shards[sh];
+            if (x != NULL) {
                 x->busy = true;
                 x->batch_mark = mark;
                 x->col_count--;
                 x->col_bytes -= b;
             }
         }
-        if (!picked) {
-            break;
-        }
+    }
+    if (s->nshards > 0) {
+        s->take_from = (s->take_from + 1) % s->nshards;
     }
     s->col_count -= n;
     s->col_bytes -= bytes;
-    s->col_deadline = 0;
-    for (krec_t *r = s->col_head; r != NULL; r = r->next) {
-        s->col_deadline = s->col_deadline == 0 || r->deadline_ms < s->col_deadline ? r->deadline_ms : s->col_deadline;
+    /* the earliest deadline of what is left: queues are in arrival order, so their heads' (a retried
+     * record behind a younger one waits at most for that one's deadline) */
+    s->col_deadline = s->nq_head != NULL ? s->nq_head->deadline_ms : 0;
+    for (size_t i = 0; i < s->nshards; i++) {
+        const krec_t *r = s->shards[i].cq_head;
+        if (r != NULL && (s->col_deadline == 0 || r->deadline_ms < s->col_deadline)) {
+            s->col_deadline = r->deadline_ms;
+        }
     }
     *count = n;
     return head;
@@ -1767,7 +1798,7 @@ static krec_t *take_batch(eddy_producer_t *p, stream_t *s, size_t *count)
  * go now. */
 static bool batch_due(const eddy_producer_t *p, const stream_t *s, int64_t now)
 {
-    if (s->col_head == NULL) {
+    if (s->col_count == 0) {
         return false;
     }
     if (s->flush || s->col_deadline <= now || s->col_count >= p->cfg.collection_max_count ||
@@ -1864,7 +1895,7 @@ static int64_t round_once(eddy_producer_t *p, int64_t now)
             send_batch(p, s, name, head, count);
             pthread_mutex_lock(&p->lock);
         }
-        if (s->col_head != NULL && !blocked && s->col_deadline < next) {
+        if (s->col_count > 0 && !blocked && s->col_deadline < next) {
             next = s->col_deadline;
         }
         s->flush = false;
