@@ -380,7 +380,7 @@ int agent_config_parse(const char *json, size_t len, agent_config_t *cfg, char *
     cfg->shutdown_timeout_ms = 10000;
     cfg->status_period_s = 60;
     cfg->max_buffered_bytes = 8 * MiB;
-    cfg->checkpoint_interval_ms = 500;
+    cfg->checkpoint_interval_ms = 1000;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
     int rc = -1;
