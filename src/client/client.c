@@ -1189,6 +1189,18 @@ static void h2_bootstrap_done(eddy_client_t *c, call_t *call, bool up)
     }
 }
 
+/* Gives back an attempt's handle and headers (the handle is out of the multi handle); a bootstrap attempt
+ * counts as failed. @thread I/O */
+static void detach_attempt(eddy_client_t *c, call_t *call, CURL *e)
+{
+    curl_slist_free_all(call->headers);
+    call->headers = NULL;
+    release_easy(c, e);
+    if (call->h2_bootstrap) {
+        h2_bootstrap_done(c, call, false);
+    }
+}
+
 /* Starts an attempt; a failure to start completes the call. @thread I/O */
 static void start_attempt(eddy_client_t *c, call_t *call)
 {
@@ -1257,12 +1269,7 @@ static void start_attempt(eddy_client_t *c, call_t *call)
     }
     return;
 failed:
-    curl_slist_free_all(call->headers);
-    call->headers = NULL;
-    release_easy(c, e);
-    if (call->h2_bootstrap) {
-        h2_bootstrap_done(c, call, false);
-    }
+    detach_attempt(c, call, e);
     complete(c, call);
 }
 
@@ -1743,12 +1750,7 @@ static void stream_stop(eddy_client_t *c, call_t *call)
         CURL *e = call->easy;
         curl_multi_remove_handle(c->multi, e);
         call->easy = NULL;
-        curl_slist_free_all(call->headers);
-        call->headers = NULL;
-        release_easy(c, e);
-        if (call->h2_bootstrap) {
-            h2_bootstrap_done(c, call, false);
-        }
+        detach_attempt(c, call, e);
     }
     complete(c, call);
 }

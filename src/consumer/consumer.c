@@ -1593,6 +1593,18 @@ static void wait_coord(eddy_consumer_t *c, int64_t until)
     }
 }
 
+/* Tells the processing threads to exit and joins them. */
+static void stop_processing_threads(eddy_consumer_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->exit_threads = true;
+    pthread_cond_broadcast(&c->work);
+    pthread_mutex_unlock(&c->lock);
+    for (long i = 0; i < c->nthreads; i++) {
+        pthread_join(c->threads[i], NULL);
+    }
+}
+
 static void *coordinator_main(void *arg)
 {
     eddy_consumer_t *c = arg;
@@ -1647,13 +1659,7 @@ static void *coordinator_main(void *arg)
         }
         pthread_mutex_unlock(&c->lock);
     }
-    pthread_mutex_lock(&c->lock);
-    c->exit_threads = true;
-    pthread_cond_broadcast(&c->work);
-    pthread_mutex_unlock(&c->lock);
-    for (long i = 0; i < c->nthreads; i++) {
-        pthread_join(c->threads[i], NULL);
-    }
+    stop_processing_threads(c);
     return NULL;
 }
 
@@ -1812,13 +1818,7 @@ int eddy_consumer_start(eddy_consumer_t *c)
         c->nthreads++;
     }
     if (c->nthreads == 0 || pthread_create(&c->coordinator, NULL, coordinator_main, c) != 0) {
-        pthread_mutex_lock(&c->lock);
-        c->exit_threads = true;
-        pthread_cond_broadcast(&c->work);
-        pthread_mutex_unlock(&c->lock);
-        for (long i = 0; i < c->nthreads; i++) {
-            pthread_join(c->threads[i], NULL);
-        }
+        stop_processing_threads(c);
         c->nthreads = 0;
         return EDDY_ERR_NOMEM;
     }
