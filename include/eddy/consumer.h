@@ -139,7 +139,8 @@ EDDY_API int eddy_consumer_start(eddy_consumer_t *c);
  * its lease is released for others at once; otherwise processors get lease_lost and the leases expire.
  * Returns at once; any thread (also a callback's). */
 EDDY_API void eddy_consumer_shutdown(eddy_consumer_t *c, bool graceful);
-/* Waits until the worker stopped (after eddy_consumer_shutdown, or a fatal error: returns it). */
+/* Waits until the worker stopped (after eddy_consumer_shutdown: every shard's last callback ran). Returns 0,
+or EDDY_ERR_INVALID for a NULL worker. */
 EDDY_API int eddy_consumer_wait(eddy_consumer_t *c);
 /* Shuts down (gracefully) when still running, waits, and frees. */
 EDDY_API void eddy_consumer_free(eddy_consumer_t *c);

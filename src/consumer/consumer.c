@@ -253,6 +253,7 @@ struct shard {
     char skip_seq[SEQ_MAX]; /* resuming: records up to (skip_seq, skip_sub) were processed already */
     uint64_t skip_sub;
     char continuation[SEQ_MAX]; /* fan-out: where a new subscription goes on */
+    bool resubscribe_now;       /* fan-out: the pause after a failed subscription is over */
     child_t *children;
     size_t nchildren;
     bool shard_end_warned;
@@ -283,7 +284,6 @@ struct eddy_consumer {
     shard_t *shards;
     bool stopping, graceful, exit_threads;
     bool take_soon; /* a shard ended: its children may be taken now */
-    int fatal;
     bool started, joined;
     pthread_t coordinator;
     pthread_t *threads;
@@ -583,7 +583,10 @@ static int visit_user_record(void *arg, const eddy_user_record_t *u)
     }
     eddy_record_t *r = &b->recs[b->n];
     r->data_len = u->data_len;
-    b->data_off[b->n] = add_string(b, (const char *)u->data, u->data_len);
+    r->data = u->data;
+    /* a plain record's data is a view into the decoded blob, which lives until the batch is delivered; an
+     * aggregate's user records are views into its unpacked form, which does not: copied */
+    b->data_off[b->n] = u->aggregated ? add_string(b, (const char *)u->data, u->data_len) : SIZE_MAX - 1;
     r->sequence_number = b->seq;
     r->sub_sequence_number = u->sub_sequence_number;
     r->aggregated = u->aggregated;
@@ -651,7 +654,9 @@ static int deliver(shard_t *s, const cJSON *records, int64_t millis_behind)
         for (size_t k = 0; k < b.n; k++) {
             b.recs[k].partition_key = b.strings + b.pk_off[k];
             b.recs[k].explicit_hash_key = b.ehk_off[k] == SIZE_MAX - 1 ? NULL : b.strings + b.ehk_off[k];
-            b.recs[k].data = (const unsigned char *)b.strings + b.data_off[k];
+            if (b.data_off[k] != SIZE_MAX - 1) {
+                b.recs[k].data = (const unsigned char *)b.strings + b.data_off[k];
+            }
         }
         if (b.n > 0) {
             copy(s->last_seq, sizeof s->last_seq, b.recs[b.n - 1].sequence_number);
@@ -968,14 +973,16 @@ static int64_t fan_out_step(shard_t *s)
     if (live) {
         return FOREVER; /* kicked by the next event or by the end */
     }
-    if (s->stream != NULL && stream_err != EDDY_OK) {
+    if (s->stream != NULL && stream_err != EDDY_OK && !s->resubscribe_now) {
+        /* a failed subscription (throttled, in use, the network) is tried again after a pause */
         logf_(c, stream_err == EDDY_ERR_SERVICE ? 2 : 1, "%s: subscription ended: %s", s->id, message);
+        s->resubscribe_now = true;
+        return TASK_BACKOFF_MS * 2;
     }
-    bool first = s->stream == NULL;
+    s->resubscribe_now = false;
     if (subscribe(s) != EDDY_OK) {
         return 1000;
     }
-    (void)first;
     return FOREVER;
 }
 
@@ -1868,7 +1875,7 @@ int eddy_consumer_wait(eddy_consumer_t *c)
         pthread_join(c->coordinator, NULL);
         c->joined = true;
     }
-    return c->fatal;
+    return EDDY_OK;
 }
 
 void eddy_consumer_free(eddy_consumer_t *c)
