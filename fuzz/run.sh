@@ -8,7 +8,7 @@ set -eu
 seconds=${1:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build-fuzz"
-targets="fuzz_request_json fuzz_segment_recovery fuzz_eventstream fuzz_cbor_request fuzz_policy fuzz_sigv4 fuzz_agg_decode fuzz_ddb_expr fuzz_base64_decode"
+targets="fuzz_request_json fuzz_segment_recovery fuzz_eventstream fuzz_cbor_request fuzz_policy fuzz_sigv4 fuzz_agg_decode fuzz_ddb_expr fuzz_base64_decode fuzz_agent_config fuzz_agent_process fuzz_put_reply"
 
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DEDDY_FUZZ=ON -DEDDY_TESTS=OFF -DEDDY_BENCH=OFF \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

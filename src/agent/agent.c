@@ -350,7 +350,9 @@ int agent_run(agent_config_t *cfg, const agent_options_t *opt)
             next_status = now + (int64_t)cfg->status_period_s * 1000;
         }
         if (now >= next_prune) {
-            ckpt_prune(a.store, clock_now_ms() - (int64_t)cfg->checkpoint_ttl_days * 86400000);
+            if (ckpt_prune(a.store, clock_now_ms() - (int64_t)cfg->checkpoint_ttl_days * 86400000) > 0) {
+                tailer_checkpoints_pruned(a.tailer); /* a tracked file idle that long keeps its row */
+            }
             next_prune = now + PRUNE_EVERY_MS;
         }
         if (stopping && (sender_buffered_records(a.sender) == 0 || now >= stop_deadline)) {

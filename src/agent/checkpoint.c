@@ -2,6 +2,7 @@
 #include "agent/checkpoint.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,7 @@
 
 struct ckpt_store {
     sqlite3 *db;
-    sqlite3_stmt *put, *del, *load;
+    sqlite3_stmt *put, *put_offset, *del, *del_offset, *load;
 };
 
 /* mkdir -p of path's folder */
@@ -62,27 +63,57 @@ ckpt_store_t *ckpt_open(const char *path, char *err, size_t errlen)
         goto fail;
     }
     sqlite3_busy_timeout(s->db, 5000);
-    const char *setup = "PRAGMA journal_mode=WAL;"
-                        "PRAGMA synchronous=FULL;"
-                        "CREATE TABLE IF NOT EXISTS eddy_file_checkpoints ("
-                        " flow TEXT NOT NULL, id INTEGER NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
-                        " path TEXT NOT NULL, fingerprint BLOB NOT NULL, offset INTEGER NOT NULL,"
-                        " updated INTEGER NOT NULL, PRIMARY KEY (flow, id));";
+    /* Tables of the first release (one eddy_file_checkpoints table) are moved into the two of now. */
+    const char *setup =
+        "PRAGMA journal_mode=WAL;"
+        "PRAGMA synchronous=FULL;"
+        "BEGIN IMMEDIATE;"
+        "CREATE TABLE IF NOT EXISTS eddy_files ("
+        " id INTEGER PRIMARY KEY, flow TEXT NOT NULL, dev INTEGER NOT NULL, ino INTEGER NOT NULL,"
+        " path TEXT NOT NULL, fingerprint BLOB NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS eddy_files_by_flow ON eddy_files (flow);"
+        "CREATE TABLE IF NOT EXISTS eddy_file_offsets ("
+        " id INTEGER PRIMARY KEY, offset INTEGER NOT NULL, updated INTEGER NOT NULL);";
+    const char *migrate =
+        "INSERT OR REPLACE INTO eddy_files (id, flow, dev, ino, path, fingerprint)"
+        " SELECT id, flow, dev, ino, path, fingerprint FROM eddy_file_checkpoints;"
+        "INSERT OR REPLACE INTO eddy_file_offsets (id, offset, updated)"
+        " SELECT id, offset, updated FROM eddy_file_checkpoints;"
+        "DROP TABLE eddy_file_checkpoints;";
+    const char *view = "CREATE VIEW IF NOT EXISTS eddy_file_checkpoints AS"
+                       " SELECT f.flow, f.id, f.dev, f.ino, f.path, f.fingerprint, o.offset, o.updated"
+                       " FROM eddy_files f JOIN eddy_file_offsets o USING (id);"
+                       "COMMIT;";
     char *msg = NULL;
-    if (sqlite3_exec(s->db, setup, NULL, NULL, &msg) != SQLITE_OK) {
+    bool old = false;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_exec(s->db, setup, NULL, NULL, &msg) == SQLITE_OK &&
+        sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'eddy_file_checkpoints'",
+                           -1, &st, NULL) == SQLITE_OK) {
+        old = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    if (msg != NULL || (old && sqlite3_exec(s->db, migrate, NULL, NULL, &msg) != SQLITE_OK) ||
+        sqlite3_exec(s->db, view, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "checkpointFile %s: %s", path, msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
         goto fail;
     }
+    if (old) {
+        log_info("agent: checkpointFile %s: checkpoints moved to this version's tables", path);
+    }
     if (sqlite3_prepare_v2(s->db,
-                           "INSERT OR REPLACE INTO eddy_file_checkpoints (flow, id, dev, ino, path, fingerprint, offset,"
-                           " updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                           "INSERT OR REPLACE INTO eddy_files (id, flow, dev, ino, path, fingerprint)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                            -1, &s->put, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, "DELETE FROM eddy_file_checkpoints WHERE flow = ?1 AND id = ?2", -1, &s->del,
-                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO eddy_file_offsets (id, offset, updated) VALUES (?1, ?2, ?3)",
+                           -1, &s->put_offset, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "DELETE FROM eddy_files WHERE id = ?1", -1, &s->del, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "DELETE FROM eddy_file_offsets WHERE id = ?1", -1, &s->del_offset, NULL) !=
+            SQLITE_OK ||
         sqlite3_prepare_v2(s->db,
-                           "SELECT id, dev, ino, path, fingerprint, offset, updated FROM eddy_file_checkpoints"
-                           " WHERE flow = ?1 ORDER BY id",
+                           "SELECT f.id, f.dev, f.ino, f.path, f.fingerprint, o.offset, o.updated"
+                           " FROM eddy_files f JOIN eddy_file_offsets o USING (id) WHERE f.flow = ?1 ORDER BY f.id",
                            -1, &s->load, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "checkpointFile %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;
@@ -99,7 +130,9 @@ void ckpt_close(ckpt_store_t *s)
         return;
     }
     sqlite3_finalize(s->put);
+    sqlite3_finalize(s->put_offset);
     sqlite3_finalize(s->del);
+    sqlite3_finalize(s->del_offset);
     sqlite3_finalize(s->load);
     sqlite3_close(s->db);
     free(s);
@@ -172,7 +205,7 @@ uint64_t ckpt_max_id(ckpt_store_t *s)
 {
     sqlite3_stmt *st = NULL;
     uint64_t id = 0;
-    if (sqlite3_prepare_v2(s->db, "SELECT MAX(id) FROM eddy_file_checkpoints", -1, &st, NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(s->db, "SELECT MAX(id) FROM eddy_files", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
         id = (uint64_t)sqlite3_column_int64(st, 0);
     }
@@ -205,52 +238,66 @@ int ckpt_commit(ckpt_store_t *s)
     return 0;
 }
 
-int ckpt_put(ckpt_store_t *s, const char *flow, const ckpt_row_t *row)
+static int step(ckpt_store_t *s, sqlite3_stmt *st, const char *what)
 {
-    sqlite3_stmt *st = s->put;
-    sqlite3_reset(st);
-    sqlite3_bind_text(st, 1, flow, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)row->id);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)row->dev);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)row->ino);
-    sqlite3_bind_text(st, 5, row->path, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 6, row->fingerprint_len > 0 ? (const void *)row->fingerprint : "", (int)row->fingerprint_len,
-                      SQLITE_STATIC);
-    sqlite3_bind_int64(st, 7, row->offset);
-    sqlite3_bind_int64(st, 8, row->updated_ms);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE) {
-        log_error("agent: writing a checkpoint: %s", sqlite3_errmsg(s->db));
+        log_error("agent: %s: %s", what, sqlite3_errmsg(s->db));
         return -1;
     }
     return 0;
 }
 
-int ckpt_delete(ckpt_store_t *s, const char *flow, uint64_t id)
+int ckpt_put(ckpt_store_t *s, const char *flow, const ckpt_row_t *row)
 {
-    sqlite3_stmt *st = s->del;
-    sqlite3_reset(st);
-    sqlite3_bind_text(st, 1, flow, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    sqlite3_stmt *st = s->put;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)row->id);
+    sqlite3_bind_text(st, 2, flow, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)row->dev);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)row->ino);
+    sqlite3_bind_text(st, 5, row->path, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 6, row->fingerprint_len > 0 ? (const void *)row->fingerprint : "", (int)row->fingerprint_len,
+                      SQLITE_STATIC);
+    if (step(s, st, "writing a checkpoint") != 0) {
+        return -1;
+    }
+    return ckpt_put_offset(s, row->id, row->offset, row->updated_ms);
+}
+
+int ckpt_put_offset(ckpt_store_t *s, uint64_t id, int64_t offset, int64_t updated_ms)
+{
+    sqlite3_stmt *st = s->put_offset;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(st, 2, offset);
+    sqlite3_bind_int64(st, 3, updated_ms);
+    return step(s, st, "writing a checkpoint");
+}
+
+int ckpt_delete(ckpt_store_t *s, uint64_t id)
+{
+    sqlite3_bind_int64(s->del, 1, (sqlite3_int64)id);
+    sqlite3_bind_int64(s->del_offset, 1, (sqlite3_int64)id);
+    int rc = step(s, s->del, "deleting a checkpoint");
+    return rc | step(s, s->del_offset, "deleting a checkpoint");
 }
 
 int ckpt_prune(ckpt_store_t *s, int64_t before_ms)
 {
-    sqlite3_stmt *st = NULL;
-    int n = -1;
-    if (sqlite3_prepare_v2(s->db, "DELETE FROM eddy_file_checkpoints WHERE updated < ?1", -1, &st, NULL) ==
-        SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, before_ms);
-        if (sqlite3_step(st) == SQLITE_DONE) {
-            n = sqlite3_changes(s->db);
-        }
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "DELETE FROM eddy_files WHERE id NOT IN (SELECT id FROM eddy_file_offsets WHERE updated >= %lld);"
+             "DELETE FROM eddy_file_offsets WHERE id NOT IN (SELECT id FROM eddy_files);",
+             (long long)before_ms);
+    if (ckpt_begin(s) != 0) {
+        return -1;
     }
-    sqlite3_finalize(st);
-    return n;
+    int before = sqlite3_total_changes(s->db);
+    if (exec(s, sql) != 0) {
+        exec(s, "ROLLBACK");
+        return -1;
+    }
+    int removed = sqlite3_total_changes(s->db) - before;
+    return ckpt_commit(s) == 0 ? removed / 2 : -1;
 }

@@ -38,8 +38,13 @@ struct tailer {
     size_t nflows;
     int inotify_fd;
     uint64_t next_id;
-    char *rbuf; /* the shared read buffer: the largest record and one byte */
+    char *rbuf; /* the shared read buffer: the largest record and one byte (TAIL_BACK_CHECK more before it) */
     size_t rbuf_cap;
+    /* the last pread: bytes [last_base, last_base + last_n) of last_src's file, at last_ptr */
+    const tail_source_t *last_src;
+    const char *last_ptr;
+    int64_t last_base;
+    size_t last_n;
     buf_t cut; /* a record cut at its maximum size */
     tail_source_t **sched; /* sources waiting to be read (scheduled flag set) */
     size_t nsched, sched_cap;
@@ -300,6 +305,7 @@ static void source_set_path(tail_flow_t *f, tail_source_t *s, const char *path)
     unindex_name(f, s);
     free(s->path);
     s->path = p;
+    s->ckpt_row_written = false; /* the new path goes into the row */
     const char *slash = strrchr(p, '/');
     s->name = slash != NULL ? slash + 1 : p;
     index_name(f, s);
@@ -931,6 +937,45 @@ static void truncated(tailer_t *t, tail_source_t *s, int64_t now)
     schedule(t, fresh, now);
 }
 
+/* Keeps the TAIL_BACK_CHECK bytes before s's offset when the last pread (of s) holds them. */
+static void keep_back(tailer_t *t, tail_source_t *s)
+{
+    if (t->last_src != s || s->offset == s->back_at || s->offset - TAIL_BACK_CHECK < t->last_base ||
+        s->offset > t->last_base + (int64_t)t->last_n) {
+        return;
+    }
+    memcpy(s->back, t->last_ptr + (s->offset - TAIL_BACK_CHECK - t->last_base), TAIL_BACK_CHECK);
+    s->back_at = s->offset;
+}
+
+/* The first read of a source whose fingerprint is whole and whose last bytes before the offset are known:
+ * one pread from TAIL_BACK_CHECK bytes before the offset, instead of an fstat, a pread of the first bytes
+ * and a pread of the new ones. The size is learnt from where the read ends. Returns the new bytes read
+ * (into t->rbuf); -1 when the file shrank below the offset or changed before it (the careful path decides);
+ * -2 when it cannot be read now. */
+static ssize_t quick_read(tailer_t *t, tail_source_t *s, int64_t now)
+{
+    char *at = t->rbuf - TAIL_BACK_CHECK;
+    ssize_t got = pread(s->fd, at, t->rbuf_cap + TAIL_BACK_CHECK, s->offset - TAIL_BACK_CHECK);
+    if (got < 0) {
+        return -2;
+    }
+    if (got < TAIL_BACK_CHECK || memcmp(at, s->back, TAIL_BACK_CHECK) != 0) {
+        return -1;
+    }
+    t->last_src = s;
+    t->last_ptr = at;
+    t->last_base = s->offset - TAIL_BACK_CHECK;
+    t->last_n = (size_t)got;
+    ssize_t n = got - TAIL_BACK_CHECK;
+    int64_t end = s->offset + n;
+    if ((size_t)n < t->rbuf_cap ? end != s->size : end > s->size) {
+        s->size = end;
+        s->changed_ms = now;
+    }
+    return n;
+}
+
 static void read_source_once(tailer_t *t, tail_source_t *s, int64_t now);
 
 /* Reads what is new in s, then sets how soon it may be read again. A file that gives less than
@@ -943,6 +988,7 @@ static void read_source(tailer_t *t, tail_source_t *s, int64_t now)
     const agent_flow_config_t *c = s->flow->cfg;
     int64_t before = s->offset;
     read_source_once(t, s, now);
+    keep_back(t, s);
     int64_t cap = c->max_buffer_age_ms / 2;
     cap = cap > READ_INTERVAL_CAP_MS ? READ_INTERVAL_CAP_MS : cap;
     cap = cap < c->min_poll_interval_ms ? c->min_poll_interval_ms : cap;
@@ -957,42 +1003,66 @@ static void read_source_once(tailer_t *t, tail_source_t *s, int64_t now)
 {
     const agent_flow_config_t *c = s->flow->cfg;
     s->last_read_ms = now;
+    t->last_src = NULL;
     if (s->state == SRC_RETIRED || s->state == SRC_COPY || s->fd < 0) {
         return;
     }
-    struct stat st;
-    if (fstat(s->fd, &st) != 0) {
+    bool quick = (s->state == SRC_LIVE || s->state == SRC_DETACHED) && !s->footer_seen &&
+                 s->fp_len == CKPT_FINGERPRINT_MAX && s->back_at == s->offset && s->offset >= TAIL_BACK_CHECK;
+    if (quick && !t->ops.has_room(t->ops.arg)) {
+        t->blocked = true;
         return;
     }
-    if (st.st_size != s->size) {
-        s->size = st.st_size;
-        s->changed_ms = now;
+    ssize_t first = quick ? quick_read(t, s, now) : -1;
+    if (first == -2) {
+        return;
     }
-    if (s->state == SRC_UNSURE) {
-        classify(t, s, now);
-        if (s->state != SRC_LIVE) {
+    if (first < 0) {
+        struct stat st;
+        if (fstat(s->fd, &st) != 0) {
             return;
         }
-    }
-    if (s->footer_seen) {
-        return;
-    }
-    if (s->size < s->offset || !first_bytes_unchanged(s, s->size)) {
-        truncated(t, s, now);
-        return;
+        if (st.st_size != s->size) {
+            s->size = st.st_size;
+            s->changed_ms = now;
+        }
+        if (s->state == SRC_UNSURE) {
+            classify(t, s, now);
+            if (s->state != SRC_LIVE) {
+                return;
+            }
+        }
+        if (s->footer_seen) {
+            return;
+        }
+        if (s->size < s->offset || !first_bytes_unchanged(s, s->size) || quick) {
+            truncated(t, s, now); /* quick: the bytes before the offset changed */
+            return;
+        }
     }
     for (;;) {
-        if (s->offset >= s->size) {
-            break;
-        }
-        if (!t->ops.has_room(t->ops.arg)) {
-            t->blocked = true;
-            return;
-        }
-        int64_t avail = s->size - s->offset;
-        size_t want = avail < (int64_t)t->rbuf_cap ? (size_t)avail : t->rbuf_cap;
         int64_t base = s->offset;
-        ssize_t n = pread(s->fd, t->rbuf, want, base);
+        ssize_t n = first;
+        if (first >= 0) {
+            first = -1;
+        } else {
+            if (s->offset >= s->size) {
+                break;
+            }
+            if (!t->ops.has_room(t->ops.arg)) {
+                t->blocked = true;
+                return;
+            }
+            int64_t avail = s->size - s->offset;
+            size_t want = avail < (int64_t)t->rbuf_cap ? (size_t)avail : t->rbuf_cap;
+            n = pread(s->fd, t->rbuf, want, base);
+            if (n > 0) {
+                t->last_src = s;
+                t->last_ptr = t->rbuf;
+                t->last_base = base;
+                t->last_n = (size_t)n;
+            }
+        }
         if (n <= 0) {
             break;
         }
@@ -1155,7 +1225,8 @@ tailer_t *tailer_new(const agent_config_t *cfg, ckpt_store_t *store, bool use_in
         maxrec = cfg->flows[i].max_record_bytes > maxrec ? cfg->flows[i].max_record_bytes : maxrec;
     }
     t->rbuf_cap = maxrec + 1 > 65536 ? maxrec + 1 : 65536;
-    t->rbuf = malloc(t->rbuf_cap);
+    char *rmem = malloc(TAIL_BACK_CHECK + t->rbuf_cap);
+    t->rbuf = rmem != NULL ? rmem + TAIL_BACK_CHECK : NULL;
     if (t->flows == NULL || t->rbuf == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -1244,7 +1315,7 @@ void tailer_free(tailer_t *t)
     }
     free(t->sched);
     free(t->due);
-    free(t->rbuf);
+    free(t->rbuf != NULL ? t->rbuf - TAIL_BACK_CHECK : NULL);
     buf_dispose(&t->cut);
     free(t);
 }
@@ -1408,7 +1479,9 @@ int tailer_write_checkpoints(tailer_t *t, int64_t wall_ms)
                 began = true;
             }
             if (gone) {
-                rc |= ckpt_delete(t->store, f->cfg->id, s->id);
+                rc |= ckpt_delete(t->store, s->id);
+            } else if (s->ckpt_row_written) {
+                rc |= ckpt_put_offset(t->store, s->id, off, wall_ms);
             } else {
                 ckpt_row_t row = {.id = s->id, .dev = s->dev, .ino = s->ino, .path = s->path,
                                   .fingerprint = s->fp, .fingerprint_len = s->fp_len, .offset = off,
@@ -1426,4 +1499,13 @@ int tailer_write_checkpoints(tailer_t *t, int64_t wall_ms)
         return -1;
     }
     return rc;
+}
+
+void tailer_checkpoints_pruned(tailer_t *t)
+{
+    for (size_t i = 0; i < t->nflows; i++) {
+        for (tail_source_t *s = t->flows[i].head; s != NULL; s = s->next) {
+            s->ckpt_row_written = false;
+        }
+    }
 }

@@ -40,6 +40,7 @@
 #include "common/buf.h"
 
 #define ROTATE_GRACE_MS 5000
+#define TAIL_BACK_CHECK 32
 
 typedef struct tailer tailer_t;
 typedef struct tail_flow tail_flow_t;
@@ -96,6 +97,12 @@ struct tail_source {
                                * (up to READ_INTERVAL_CAP) while each read finds only a trickle */
     bool seen;               /* in the current scan */
     int64_t unseen_since_ms; /* first scan that did not list it (0: listed) */
+
+    /* the TAIL_BACK_CHECK bytes before offset back_at, as last read (back_at 0: none): a read that starts
+     * there takes them too and compares, which tells a file rewritten under the offset without an fstat
+     * and a pread of the first bytes at every read */
+    unsigned char back[TAIL_BACK_CHECK];
+    int64_t back_at;
 
     /* checkpoints: what was last written, and whether it changed */
     int64_t ckpt_written;
@@ -162,5 +169,7 @@ int64_t tailer_safe_offset(const tail_source_t *s);
 
 /* Writes every changed checkpoint in one transaction (store as given to tailer_new). */
 int tailer_write_checkpoints(tailer_t *t, int64_t wall_ms);
+/* The store was pruned (ckpt_prune): the next write writes every tracked file's whole row again. */
+void tailer_checkpoints_pruned(tailer_t *t);
 
 #endif

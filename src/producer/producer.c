@@ -52,6 +52,7 @@
 #include "common/jsonw.h"
 #include "common/md5_multi.h"
 #include "eddy/agg.h"
+#include "producer/put_reply.h"
 
 #define LIMITER_TICK_MS 25
 #define MAP_RETRY_MS 1000
@@ -286,7 +287,9 @@ typedef struct krec {
     char shard_id[SHARD_ID_MAX];
     int64_t deadline_ms, expiration_ms;
     /* the outcome, for the completion walk */
-    landing_t *landing;       /* success */
+    landing_t *landing;       /* where it landed (when landed); kept in the pool */
+    size_t landing_cap;       /* of landing's sequence number */
+    bool landed;
     int64_t start_ms, end_ms; /* the request that carried it */
 } krec_t;
 
@@ -436,6 +439,32 @@ static void copy_id(char *dst, size_t cap, const char *src)
     size_t n = strnlen(src, cap - 1);
     memcpy(dst, src, n);
     dst[n] = '\0';
+}
+
+/* Whether the NUL-terminated id is the len bytes at other. */
+static bool same_id(const char *id, const char *other, size_t len)
+{
+    return strncmp(id, other, len) == 0 && id[len] == '\0';
+}
+
+/* Where k landed: the shard id (cut as copy_id cuts) and the sequence number, into k's landing (kept
+ * with the krec in the pool; grown for a longer number). Without memory k->landed stays false. */
+static void set_landing(krec_t *k, const char *shard_id, size_t shard_id_len, const char *seq, size_t seq_len)
+{
+    if (k->landing == NULL || k->landing_cap < seq_len + 1) {
+        landing_t *grown = realloc(k->landing, sizeof *grown + seq_len + 1);
+        if (grown == NULL) {
+            return;
+        }
+        k->landing = grown;
+        k->landing_cap = seq_len + 1;
+    }
+    size_t n = shard_id_len < SHARD_ID_MAX - 1 ? shard_id_len : SHARD_ID_MAX - 1;
+    memcpy(k->landing->shard_id, shard_id, n);
+    k->landing->shard_id[n] = '\0';
+    memcpy(k->landing->sequence_number, seq, seq_len);
+    k->landing->sequence_number[seq_len] = '\0';
+    k->landed = true;
 }
 
 static void wake_thread(eddy_producer_t *p)
@@ -619,7 +648,7 @@ static void complete_urec(urec_t *u, const outcome_t *o, completion_t *acc)
  * callback, with their own error. */
 static void complete_krec(krec_t *k, bool landed, completion_t *acc)
 {
-    outcome_t o = {landed && k->landing != NULL ? EDDY_OK : EDDY_ERR_NOMEM, k, 0};
+    outcome_t o = {landed && k->landed ? EDDY_OK : EDDY_ERR_NOMEM, k, 0};
     if (k->urec != NULL) {
         if (!landed) {
             o.err = k->urec->err;
@@ -733,8 +762,8 @@ static void krec_give(eddy_producer_t *p, krec_t *k)
     if (k->agg != NULL) {
         eddy_agg_reset(k->agg);
     }
-    free(k->landing);
-    *k = (krec_t){.agg = k->agg, .slots = k->slots, .cap = k->cap, .shard = -1, .next = p->pool};
+    *k = (krec_t){.agg = k->agg, .slots = k->slots, .cap = k->cap, .landing = k->landing,
+                  .landing_cap = k->landing_cap, .shard = -1, .next = p->pool};
     p->pool = k;
     p->pooled++;
 }
@@ -1443,10 +1472,10 @@ static int in_shard_visit(void *arg, const eddy_user_record_t *rec)
 
 /* Whether every user record of an aggregate krec hashes into the shard named shard_id in the current map
  * (unknown: false). */
-static bool lands_in(const stream_t *s, const krec_t *k, const char *shard_id)
+static bool lands_in(const stream_t *s, const krec_t *k, const char *shard_id, size_t shard_id_len)
 {
     for (size_t i = 0; i < s->nshards; i++) {
-        if (strcmp(s->shards[i].id, shard_id) == 0) {
+        if (same_id(s->shards[i].id, shard_id, shard_id_len)) {
             range_check_t rc = {&s->shards[i], true};
             eddy_agg_records(k->agg, in_shard_visit, &rc);
             return rc.inside;
@@ -1459,9 +1488,14 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
 {
     send_call_t *sc = arg;
     eddy_producer_t *p = sc->p;
-    cJSON *root = resp->err == EDDY_OK ? cJSON_ParseWithLength(resp->body, resp->body_len) : NULL;
+    /* every record succeeded, read without building a tree; anything else by cJSON */
+    put_reply_entry_t quick[PUT_RECORDS_MAX];
+    bool all_ok = resp->err == EDDY_OK && sc->count <= PUT_RECORDS_MAX &&
+                  put_reply_fast(resp->body, resp->body_len, quick, sc->count);
+    cJSON *root = resp->err == EDDY_OK && !all_ok ? cJSON_ParseWithLength(resp->body, resp->body_len) : NULL;
     const cJSON *records = cJSON_GetObjectItemCaseSensitive(root, "Records");
-    bool whole_ok = resp->err == EDDY_OK && cJSON_IsArray(records) && (size_t)cJSON_GetArraySize(records) == sc->count;
+    bool whole_ok = all_ok || (resp->err == EDDY_OK && cJSON_IsArray(records) &&
+                               (size_t)cJSON_GetArraySize(records) == sc->count);
     const char *whole_code = resp->err == EDDY_OK ? "Record Count Mismatch"
                              : resp->error_type != NULL && resp->error_type[0] ? resp->error_type
                                                                                 : eddy_err_name(resp->err);
@@ -1482,20 +1516,24 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
             s->shards[sh].busy = false;
         }
     }
-    const cJSON *entry = whole_ok ? records->child : NULL;
+    const cJSON *entry = whole_ok && !all_ok ? records->child : NULL;
     bool stale_map = false;
-    for (krec_t *k = sc->krecs, *knext; k != NULL; k = knext, entry = entry != NULL ? entry->next : NULL) {
+    size_t i = 0;
+    for (krec_t *k = sc->krecs, *knext; k != NULL; k = knext, entry = entry != NULL ? entry->next : NULL, i++) {
         knext = k->next;
-        const char *seq = entry != NULL ? str_field(entry, "SequenceNumber") : NULL;
-        const char *shard_id = entry != NULL ? str_field(entry, "ShardId") : NULL;
-        const char *code = entry != NULL ? str_field(entry, "ErrorCode") : whole_code;
-        const char *message = entry != NULL ? str_field(entry, "ErrorMessage") : resp->message;
+        bool have = all_ok || entry != NULL;
+        const char *seq = all_ok ? quick[i].seq : entry != NULL ? str_field(entry, "SequenceNumber") : NULL;
+        const char *shard_id = all_ok ? quick[i].shard_id : entry != NULL ? str_field(entry, "ShardId") : NULL;
+        size_t seq_len = all_ok ? quick[i].seq_len : seq != NULL ? strlen(seq) : 0;
+        size_t shard_id_len = all_ok ? quick[i].shard_id_len : shard_id != NULL ? strlen(shard_id) : 0;
+        const char *code = all_ok ? NULL : entry != NULL ? str_field(entry, "ErrorCode") : whole_code;
+        const char *message = all_ok ? NULL : entry != NULL ? str_field(entry, "ErrorMessage") : resp->message;
         bool success = seq != NULL && shard_id != NULL;
-        if (success && k->shard >= 0 && strcmp(shard_id, k->shard_id) != 0) {
+        if (success && k->shard >= 0 && !same_id(k->shard_id, shard_id, shard_id_len)) {
             /* misrouted: the map is stale. An aggregate that did not land where all its records belong
              * would be dropped by KCL readers: put its records again ("Wrong Shard", as the KPL does). */
             stale_map = true;
-            if (k->count > 1 && !lands_in(s, k, shard_id)) {
+            if (k->count > 1 && !lands_in(s, k, shard_id, shard_id_len)) {
                 success = false;
                 code = "Wrong Shard";
                 message = "the aggregate landed on a shard that does not hold all its records";
@@ -1512,12 +1550,7 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
             p->m.errors++;
         }
         if (success) {
-            size_t seq_len = strlen(seq);
-            k->landing = malloc(sizeof *k->landing + seq_len + 1);
-            if (k->landing != NULL) {
-                copy_id(k->landing->shard_id, sizeof k->landing->shard_id, shard_id);
-                memcpy(k->landing->sequence_number, seq, seq_len + 1);
-            }
+            set_landing(k, shard_id, shard_id_len, seq, seq_len);
             k->start_ms = sc->start_ms;
             k->end_ms = now;
             k->next = NULL;
@@ -1543,7 +1576,7 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
             .now = now,
             .code = code,
             .message = message,
-            .err = entry != NULL ? EDDY_ERR_SERVICE : whole_err,
+            .err = have ? EDDY_ERR_SERVICE : whole_err,
             .final = final,
             .deadline = now + p->cfg.buffered_ms / 2,
         };

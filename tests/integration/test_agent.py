@@ -10,6 +10,7 @@
   streams, malformed lines dropped or kept raw and counted;
 * multi-line records, skipped headers, a cut runaway line, a partial last line after its timeout, and exact
   resume after SIGTERM (no duplicate, nothing lost);
+* a file rewritten in place past the read offset, with the same first bytes: read again from its start;
 * many files with the polling fallback (--no-inotify), and ADDEC2METADATA off EC2 (it says so, no hang);
 * configuration errors name the key.
 
@@ -473,6 +474,36 @@ def test_multiline_partial_lines_and_exact_resume(eddy, kinesis, tmp_path, agent
         b"2024-01-05 fifth\n",
         b"2024-01-06 sixth\n",
     ], got
+    assert agent.stop() == 0
+    assert not agent.problems(), agent.problems()
+
+
+def test_a_file_rewritten_under_the_offset_is_read_again(eddy, kinesis, tmp_path, agents):
+    """A file rewritten in place (no truncation seen, its size already past the read offset) whose first
+    100 bytes are the same as before: the bytes just before the offset changed, so it is a new file, read
+    from its start; nothing of the new content is skipped."""
+    stream = make_stream(kinesis)
+    log = tmp_path / "app.log"
+    header = b"# " + b"h" * 97 + b"\n"  # longer than the first bytes the careful path compares
+    old = [header] + [b"old %03d %s\n" % (i, b"x" * 40) for i in range(40)]
+    log.write_bytes(b"".join(old))
+    cfg = write_config(tmp_path / "agent.json", eddy.endpoint, [
+        {"filePattern": str(log), "kinesisStream": stream, "initialPosition": "START_OF_FILE",
+         "maxBufferAgeMillis": 100}])
+    agent = agents(cfg).start()
+    wait_until(lambda: agent.total("eddy_agent_records_sent_total") == 41, timeout=20, message="the old lines")
+    more = [b"old %03d %s\n" % (i, b"x" * 40) for i in range(40, 45)]
+    with open(log, "ab") as f:
+        f.write(b"".join(more))
+    wait_until(lambda: agent.total("eddy_agent_records_sent_total") == 46, timeout=20, message="appended lines")
+    new = [header] + [b"new %03d %s\n" % (i, b"y" * 40) for i in range(70)]
+    with open(log, "r+b") as f:
+        f.write(b"".join(new))  # in place, longer than before
+    wait_until(lambda: agent.total("eddy_agent_records_sent_total") == 46 + len(new), timeout=20,
+               message="the new content from its start")
+    got = [d for _, d in read_stream(kinesis, stream)]
+    assert got == old + more + new, got
+    assert agent.total("eddy_agent_rotations_total") >= 1
     assert agent.stop() == 0
     assert not agent.problems(), agent.problems()
 
