@@ -20,6 +20,8 @@
 
 #define MAX_PRODUCERS 8
 #define WOULD_BLOCK_RETRY_MS 20
+#define INFLIGHT_SMALL 512      /* records up to this size (with their header, rounded up to 64 bytes) */
+#define INFLIGHT_SPARE_MAX 1024 /* are kept for reuse, this many at most (a batch is freed at once) */
 
 typedef struct producer_slot {
     eddy_producer_t *p;
@@ -42,6 +44,8 @@ struct sender {
     size_t nwaiting, waiting_cap;
     size_t buffered_bytes, buffered_records;
     uint64_t rng;
+    inflight_t *spare; /* small records for reuse */
+    size_t nspare;
     bool closing; /* the producers are gone: nothing is put again */
 };
 
@@ -300,7 +304,13 @@ static void settle(sender_t *s, tail_source_t *src)
         src->q_count--;
         s->buffered_bytes -= head->len;
         s->buffered_records--;
-        free(head);
+        if (head->size <= INFLIGHT_SMALL && s->nspare < INFLIGHT_SPARE_MAX) {
+            head->next = s->spare;
+            s->spare = head;
+            s->nspare++;
+        } else {
+            free(head);
+        }
         head = src->q_head;
     }
     if (head == NULL) {
@@ -316,11 +326,17 @@ int sender_put(sender_t *s, tail_source_t *src, const char *data, size_t len, in
     const agent_flow_config_t *fl = src->flow->cfg;
     char key[257];
     size_t pk_len = partition_key(s, fl, data, len, key);
-    inflight_t *rec = malloc(sizeof *rec + len + pk_len);
-    if (rec == NULL) {
+    size_t size = (sizeof(inflight_t) + len + pk_len + 63) & ~(size_t)63;
+    inflight_t *rec = s->spare != NULL && s->spare->size >= size ? s->spare : NULL;
+    if (rec != NULL) {
+        s->spare = rec->next;
+        s->nspare--;
+        size = rec->size;
+    } else if ((rec = malloc(size)) == NULL) {
         return -EAGAIN;
     }
     memset(rec, 0, sizeof *rec);
+    rec->size = size;
     rec->owner = s;
     rec->src = src;
     rec->end_offset = end_offset;
@@ -469,6 +485,10 @@ void sender_free(sender_t *s)
         eddy_client_free(s->client);
     }
     /* records never acknowledged stay in their sources' queues (sender_release_queue frees them) */
+    for (inflight_t *rec = s->spare, *next; rec != NULL; rec = next) {
+        next = rec->next;
+        free(rec);
+    }
     free(s->waiting);
     if (s->wake_fd >= 0) {
         close(s->wake_fd);

@@ -43,6 +43,7 @@ typedef struct inflight {
     size_t producer;
     size_t len;
     size_t pk_len;
+    size_t size; /* allocated (a multiple of 64); up to INFLIGHT_SMALL: reused */
     char bytes[]; /* data, then the partition key */
 } inflight_t;
 

@@ -50,6 +50,9 @@ struct tailer {
     size_t nsched, sched_cap;
     tail_source_t **due; /* being read in this round (NULL: freed meanwhile) */
     size_t ndue, due_cap;
+    tail_source_t **by_wd; /* armed sources by their file watch descriptor (chained on wd_next) */
+    size_t wd_buckets, narmed;
+    bool file_watch_failed; /* logged once */
     bool blocked; /* a read stopped for lack of room */
     bool in_scan;
     bool stopped;
@@ -250,6 +253,99 @@ static void unschedule(tailer_t *t, tail_source_t *s)
     s->scheduled = false;
 }
 
+/* ---- file watches ----
+ * With inotify, a file is watched on its own (IN_MODIFY, IN_ONESHOT) only while it is idle: a read that
+ * found something schedules the next read after the file's interval instead (a file written a line at a
+ * time is read on a timer, and its writes cost the agent nothing); a read that found nothing arms the
+ * watch, whose one event schedules a read. The directory's watch sees names come and go, not writes. */
+
+static size_t wd_bucket(const tailer_t *t, int wd)
+{
+    return (size_t)(mix((uint64_t)(unsigned)wd) & (t->wd_buckets - 1));
+}
+
+static void disarm(tailer_t *t, tail_source_t *s)
+{
+    if (s->wd < 0) {
+        return;
+    }
+    bool shared = false;
+    for (tail_source_t **p = &t->by_wd[wd_bucket(t, s->wd)]; *p != NULL;) {
+        if (*p == s) {
+            *p = s->wd_next;
+            continue;
+        }
+        shared |= (*p)->wd == s->wd;
+        p = &(*p)->wd_next;
+    }
+    if (!shared) {
+        inotify_rm_watch(t->inotify_fd, s->wd); /* EINVAL when it fired already: nothing to do */
+    }
+    s->wd = -1;
+    t->narmed--;
+}
+
+/* Watches s's file for its next write. false when it cannot be watched (then it is polled). */
+static bool arm(tailer_t *t, tail_source_t *s)
+{
+    if (s->wd >= 0) {
+        return true;
+    }
+    if (t->narmed + 1 > t->wd_buckets) {
+        size_t nb = t->wd_buckets * 2;
+        tail_source_t **grown = calloc(nb, sizeof *grown);
+        if (grown == NULL) {
+            return false;
+        }
+        tail_source_t **old = t->by_wd;
+        size_t ob = t->wd_buckets;
+        t->by_wd = grown;
+        t->wd_buckets = nb;
+        for (size_t i = 0; i < ob; i++) {
+            for (tail_source_t *u = old[i], *next; u != NULL; u = next) {
+                next = u->wd_next;
+                size_t b = wd_bucket(t, u->wd);
+                u->wd_next = t->by_wd[b];
+                t->by_wd[b] = u;
+            }
+        }
+        free(old);
+    }
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", s->fd); /* the open file itself, whatever its name now */
+    int wd = inotify_add_watch(t->inotify_fd, link, IN_MODIFY | IN_ONESHOT);
+    if (wd < 0) {
+        if (!t->file_watch_failed) {
+            log_warn("agent: cannot watch %s with inotify (%s): idle files are polled every %d ms", s->path,
+                     strerror(errno), READ_INTERVAL_CAP_MS);
+            t->file_watch_failed = true;
+        }
+        return false;
+    }
+    s->wd = wd;
+    size_t b = wd_bucket(t, wd);
+    s->wd_next = t->by_wd[b];
+    t->by_wd[b] = s;
+    t->narmed++;
+    return true;
+}
+
+/* A file watch fired: its sources are read (their watch is gone: IN_ONESHOT). */
+static void watch_fired(tailer_t *t, int wd, int64_t now)
+{
+    for (tail_source_t **p = &t->by_wd[wd_bucket(t, wd)]; *p != NULL;) {
+        tail_source_t *s = *p;
+        if (s->wd != wd) {
+            p = &s->wd_next;
+            continue;
+        }
+        *p = s->wd_next;
+        s->wd = -1;
+        t->narmed--;
+        schedule(t, s, now);
+    }
+}
+
 static tail_source_t *source_new(tailer_t *t, tail_flow_t *f, const char *path, const struct stat *st, int fd,
                                  int64_t now)
 {
@@ -262,6 +358,7 @@ static tail_source_t *source_new(tailer_t *t, tail_flow_t *f, const char *path, 
     }
     s->id = t->next_id++;
     s->flow = f;
+    s->wd = -1;
     s->path = p;
     const char *slash = strrchr(p, '/');
     s->name = slash != NULL ? slash + 1 : p;
@@ -327,6 +424,7 @@ static void source_free(tailer_t *t, tail_source_t *s)
 {
     tail_flow_t *f = s->flow;
     unschedule(t, s);
+    disarm(t, s);
     for (size_t i = 0; i < t->ndue; i++) {
         if (t->due[i] == s) {
             t->due[i] = NULL;
@@ -860,6 +958,7 @@ static void read_source(tailer_t *t, tail_source_t *s, int64_t now);
 static void truncated(tailer_t *t, tail_source_t *s, int64_t now)
 {
     tail_flow_t *f = s->flow;
+    disarm(t, s); /* its file is the new source's now */
     bool was = t->in_scan;
     t->in_scan = true; /* list only: reading the other files now could come back here */
     scan(t, f, now);   /* the copy, if any, must be known */
@@ -996,6 +1095,19 @@ static void read_source(tailer_t *t, tail_source_t *s, int64_t now)
         s->read_interval_ms = c->min_poll_interval_ms;
     } else {
         s->read_interval_ms = s->read_interval_ms * 2 > cap ? cap : s->read_interval_ms * 2;
+    }
+    if (t->inotify_fd < 0 || s->state != SRC_LIVE || s->footer_seen || s->fd < 0 || t->blocked || s->scheduled) {
+        return; /* polled by the sweep; or not read; or a read is due anyway */
+    }
+    if (s->offset > before) {
+        schedule(t, s, now + s->read_interval_ms); /* still being written: read on a timer */
+        return;
+    }
+    struct stat st;
+    if (!arm(t, s)) {
+        schedule(t, s, now + cap);
+    } else if (fstat(s->fd, &st) == 0 && st.st_size != s->size) {
+        schedule(t, s, now); /* written between the read and the watch */
     }
 }
 
@@ -1136,6 +1248,7 @@ static void read_source_once(tailer_t *t, tail_source_t *s, int64_t now)
         if (!waiting && now - s->changed_ms >= ROTATE_GRACE_MS && s->unseen_since_ms != 0 &&
             now - s->unseen_since_ms >= ROTATE_GRACE_MS) {
             log_debug("agent: %s: read to its end and unchanged for %d ms: closed", s->path, ROTATE_GRACE_MS);
+            disarm(t, s);
             source_retire(s);
             s->ckpt_row_written = false; /* the final row is written (or deleted) when it is freed */
         } else {
@@ -1152,8 +1265,8 @@ static void add_watch(tailer_t *t, tail_flow_t *f)
         return;
     }
     f->watch = inotify_add_watch(t->inotify_fd, f->cfg->directory,
-                                 IN_MODIFY | IN_CREATE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE | IN_ATTRIB |
-                                     IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
+                                 IN_CREATE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE | IN_ATTRIB | IN_DELETE_SELF |
+                                     IN_MOVE_SELF | IN_ONLYDIR);
     if (f->watch < 0 && errno != ENOENT) {
         log_warn("agent: cannot watch %s with inotify (%s): polling it every %lld ms", f->cfg->directory,
                  strerror(errno), (long long)f->cfg->min_poll_interval_ms);
@@ -1177,6 +1290,10 @@ static void read_events(tailer_t *t, int64_t now)
                 }
                 tailer_kick_all(t);
                 continue;
+            }
+            if (ev->len == 0 && t->narmed > 0) {
+                watch_fired(t, ev->wd, now); /* a file's watch (a directory's own events come with no name
+                                                only for IN_IGNORED and the self events, handled below) */
             }
             for (size_t i = 0; i < t->nflows; i++) {
                 tail_flow_t *f = &t->flows[i];
@@ -1218,6 +1335,8 @@ tailer_t *tailer_new(const agent_config_t *cfg, ckpt_store_t *store, bool use_in
     t->store = store;
     t->ops = *ops;
     t->inotify_fd = -1;
+    t->wd_buckets = 64;
+    t->by_wd = calloc(t->wd_buckets, sizeof *t->by_wd);
     t->nflows = cfg->nflows;
     t->flows = calloc(cfg->nflows, sizeof *t->flows);
     size_t maxrec = 0;
@@ -1227,7 +1346,7 @@ tailer_t *tailer_new(const agent_config_t *cfg, ckpt_store_t *store, bool use_in
     t->rbuf_cap = maxrec + 1 > 65536 ? maxrec + 1 : 65536;
     char *rmem = malloc(TAIL_BACK_CHECK + t->rbuf_cap);
     t->rbuf = rmem != NULL ? rmem + TAIL_BACK_CHECK : NULL;
-    if (t->flows == NULL || t->rbuf == NULL) {
+    if (t->flows == NULL || t->rbuf == NULL || t->by_wd == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -1315,6 +1434,7 @@ void tailer_free(tailer_t *t)
     }
     free(t->sched);
     free(t->due);
+    free(t->by_wd);
     free(t->rbuf != NULL ? t->rbuf - TAIL_BACK_CHECK : NULL);
     buf_dispose(&t->cut);
     free(t);
@@ -1352,8 +1472,8 @@ static void sweep(tailer_t *t, int64_t now)
 {
     for (size_t i = 0; i < t->nflows; i++) {
         for (tail_source_t *s = t->flows[i].head; s != NULL; s = s->next) {
-            if (s->fd < 0 || s->state == SRC_COPY || s->footer_seen) {
-                continue;
+            if (s->fd < 0 || s->state == SRC_COPY || s->footer_seen || s->scheduled) {
+                continue; /* scheduled: read soon anyway */
             }
             struct stat st;
             if (fstat(s->fd, &st) == 0 && (st.st_size != s->size || st.st_size != s->offset)) {

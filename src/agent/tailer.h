@@ -95,6 +95,8 @@ struct tail_source {
     int64_t last_read_ms;
     int64_t read_interval_ms; /* at least this long between reads: minTimeBetweenFilePollsMillis, doubled
                                * (up to READ_INTERVAL_CAP) while each read finds only a trickle */
+    int wd;                  /* its file's inotify watch while armed (idle, waiting for a write), else -1 */
+    tail_source_t *wd_next;  /* chain of the tailer's armed sources */
     bool seen;               /* in the current scan */
     int64_t unseen_since_ms; /* first scan that did not list it (0: listed) */
 

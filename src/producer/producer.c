@@ -229,6 +229,7 @@ typedef struct urec {
     int64_t arrival_ms, deadline_ms; /* expiration: arrival + record_ttl_ms */
     history_t *history;
     int err; /* the outcome, set before the callback */
+    uint32_t size; /* allocated (a multiple of 64); up to UREC_SMALL: goes back to the spares */
 } urec_t;
 
 /* A user record in an aggregate: what completing it needs. Its keys and data are in the aggregate's
@@ -285,6 +286,7 @@ typedef struct krec {
     char ehk[EDDY_HASH_KEY_STR_MAX];
     int shard; /* predicted shard (index into the map), -1: none */
     char shard_id[SHARD_ID_MAX];
+    uint64_t map_gen; /* the stream's map_gen when shard_id was set */
     int64_t deadline_ms, expiration_ms;
     /* the outcome, for the completion walk */
     landing_t *landing;       /* where it landed (when landed); kept in the pool */
@@ -314,6 +316,7 @@ typedef struct stream {
     shard_t *shards; /* open shards sorted by start */
     size_t nshards;
     bool map_valid;
+    uint64_t map_gen; /* counts the maps: a krec predicted with this one needs no id comparison */
     bool map_pending;     /* a ListShards is in flight */
     int64_t map_retry_ms; /* next ListShards after a failure (0: now) */
     urec_t *unmapped_head, *unmapped_tail;
@@ -332,6 +335,9 @@ typedef struct stream {
 } stream_t;
 
 #define KREC_POOL_MAX 256 /* emptied krecs kept with their memory (aggregate, slots) under load */
+#define KREC_POOL_PLAIN_MAX 1024 /* and without an aggregate (aggregation off: a batch's worth, twice) */
+#define UREC_SMALL 512           /* urecs up to this size (rounded up to 64 bytes) are kept for reuse, */
+#define UREC_SPARE_MAX 1024      /* this many at most (made on the putting thread, freed on the client's) */
 #define KREC_POOL_IDLE 8  /* kept once nothing is outstanding: an idle producer gives the rest back */
 #define BODY_POOL_MAX 4   /* request bodies kept for reuse (one per request in flight under load) */
 
@@ -362,6 +368,8 @@ struct eddy_producer {
     uint64_t buffering_n, urecs_in_kinesis_put;
     krec_t *pool; /* emptied krecs for reuse */
     size_t pooled;
+    urec_t *spare; /* small urecs for reuse */
+    size_t nspare;
     struct body *bodies; /* request bodies not in use, with their memory */
     size_t bodies_pooled;
     /* the producer's thread only: encoded aggregates are built here */
@@ -422,8 +430,9 @@ static int shard_of(const stream_t *s, const krec_t *k)
     if (k->shard_id[0] == '\0') {
         return -1;
     }
-    if (k->shard >= 0 && (size_t)k->shard < s->nshards && strcmp(s->shards[k->shard].id, k->shard_id) == 0) {
-        return k->shard;
+    if (k->shard >= 0 && (size_t)k->shard < s->nshards &&
+        (k->map_gen == s->map_gen || strcmp(s->shards[k->shard].id, k->shard_id) == 0)) {
+        return k->shard; /* predicted with this map: no need to compare the ids */
     }
     for (size_t i = 0; i < s->nshards; i++) {
         if (strcmp(s->shards[i].id, k->shard_id) == 0) {
@@ -485,14 +494,21 @@ static void append(urec_t **head, urec_t **tail, urec_t *u)
 
 /* A urec holding copies of the keys and data (ehk: NUL-terminated, or NULL); the rest is zero. NULL when
  * out of memory. */
-static urec_t *urec_new(const char *pk, size_t pk_len, const char *ehk, size_t ehk_len, const void *data,
-                        size_t data_len)
+static size_t urec_size(size_t pk_len, const char *ehk, size_t ehk_len, size_t data_len)
 {
-    urec_t *u = malloc(sizeof *u + pk_len + 1 + (ehk != NULL ? ehk_len + 1 : 0) + data_len);
-    if (u == NULL) {
+    return (sizeof(urec_t) + pk_len + 1 + (ehk != NULL ? ehk_len + 1 : 0) + data_len + 63) & ~(size_t)63;
+}
+
+/* A urec holding copies of the keys and data: u (at least urec_size) or, when NULL, a new one. */
+static urec_t *urec_new_in(urec_t *u, const char *pk, size_t pk_len, const char *ehk, size_t ehk_len,
+                           const void *data, size_t data_len)
+{
+    size_t size = u != NULL ? u->size : urec_size(pk_len, ehk, ehk_len, data_len);
+    if (u == NULL && (u = malloc(size)) == NULL) {
         return NULL;
     }
     memset(u, 0, sizeof *u);
+    u->size = size <= UINT32_MAX ? (uint32_t)size : UINT32_MAX;
     char *mem = (char *)(u + 1);
     u->pk = mem;
     memcpy(u->pk, pk, pk_len);
@@ -511,6 +527,37 @@ static urec_t *urec_new(const char *pk, size_t pk_len, const char *ehk, size_t e
     }
     u->data_len = data_len;
     return u;
+}
+
+static urec_t *urec_new(const char *pk, size_t pk_len, const char *ehk, size_t ehk_len, const void *data,
+                        size_t data_len)
+{
+    return urec_new_in(NULL, pk, pk_len, ehk, ehk_len, data, data_len);
+}
+
+/* urec_new from the spares when it is small and there is one (lock held). */
+static urec_t *urec_take(eddy_producer_t *p, const char *pk, size_t pk_len, const char *ehk, size_t ehk_len,
+                         const void *data, size_t data_len)
+{
+    urec_t *u = NULL;
+    if (p->spare != NULL && p->spare->size >= urec_size(pk_len, ehk, ehk_len, data_len)) {
+        u = p->spare;
+        p->spare = u->next;
+        p->nspare--;
+    }
+    return urec_new_in(u, pk, pk_len, ehk, ehk_len, data, data_len);
+}
+
+/* Gives a urec done with back to the spares, or frees it (lock held). */
+static void urec_give(eddy_producer_t *p, urec_t *u)
+{
+    if (u->size > UREC_SMALL || p->nspare >= UREC_SPARE_MAX) {
+        free(u);
+        return;
+    }
+    u->next = p->spare;
+    p->spare = u;
+    p->nspare++;
 }
 
 /* ---- attempts ---- */
@@ -568,6 +615,8 @@ typedef struct done_list {
 /* What completing user records adds to the producer's counts (applied under the lock, once per batch). */
 typedef struct completion {
     size_t n, bytes;
+    urec_t *spare, *spare_tail; /* small urecs freed: back to the producer's spares */
+    size_t nspare;
     eddy_producer_metrics_t m;
     double buffering_sum;
     uint64_t buffering_n;
@@ -636,11 +685,22 @@ static void call_back(eddy_put_fn done, void *arg, int64_t arrival, history_t *h
     history_free(h);
 }
 
-/* Completes a urec (its outcome in o) and frees it. */
+/* Completes a urec (its outcome in o) and frees it (a small one goes to acc's spares). */
 static void complete_urec(urec_t *u, const outcome_t *o, completion_t *acc)
 {
     call_back(u->done, u->arg, u->arrival_ms, u->history, u->pk_len, u->data_len, o, acc);
-    free(u);
+    if (u->size > UREC_SMALL) {
+        free(u);
+        return;
+    }
+    u->next = NULL;
+    if (acc->spare_tail != NULL) {
+        acc->spare_tail->next = u;
+    } else {
+        acc->spare = u;
+    }
+    acc->spare_tail = u;
+    acc->nspare++;
 }
 
 /* Completes what a Kinesis record still holds: all its user records when it succeeded (its landing set;
@@ -678,7 +738,14 @@ static void apply_completions(eddy_producer_t *p, const completion_t *acc)
     if (acc->n == 0) {
         return;
     }
+    urec_t *extra = acc->spare;
     pthread_mutex_lock(&p->lock);
+    if (acc->nspare > 0 && p->nspare + acc->nspare <= UREC_SPARE_MAX) {
+        acc->spare_tail->next = p->spare;
+        p->spare = acc->spare;
+        p->nspare += acc->nspare;
+        extra = NULL;
+    }
     p->outstanding -= acc->n;
     p->outstanding_bytes -= acc->bytes;
     p->m.user_records_put += acc->m.user_records_put;
@@ -689,10 +756,14 @@ static void apply_completions(eddy_producer_t *p, const completion_t *acc)
     p->buffering_sum_ms += acc->buffering_sum;
     p->buffering_n += acc->buffering_n;
     pthread_cond_broadcast(&p->room);
-    if (p->outstanding == 0 && p->pooled > KREC_POOL_IDLE) {
-        pthread_cond_signal(&p->wake); /* idle now: the producer's thread trims the pool */
+    if (p->outstanding == 0 && (p->pooled > KREC_POOL_IDLE || p->nspare > 0)) {
+        pthread_cond_signal(&p->wake); /* idle now: the producer's thread trims the pools */
     }
     pthread_mutex_unlock(&p->lock);
+    for (urec_t *u = extra, *next; u != NULL; u = next) {
+        next = u->next;
+        free(u);
+    }
 }
 
 static void krec_give(eddy_producer_t *p, krec_t *k);
@@ -755,7 +826,7 @@ static krec_t *krec_take(eddy_producer_t *p)
 /* Empties a krec (its records completed or moved on) and keeps it for reuse. */
 static void krec_give(eddy_producer_t *p, krec_t *k)
 {
-    if (p->pooled >= KREC_POOL_MAX) {
+    if (p->pooled >= (k->agg != NULL ? KREC_POOL_MAX : KREC_POOL_PLAIN_MAX)) {
         krec_free(k);
         return;
     }
@@ -846,6 +917,7 @@ static void seal(eddy_producer_t *p, stream_t *s, krec_t *k)
     }
     if (k->shard >= 0) {
         copy_id(k->shard_id, sizeof k->shard_id, s->shards[k->shard].id);
+        k->map_gen = s->map_gen;
     }
     to_limiter(p, s, k);
 }
@@ -976,6 +1048,7 @@ static void send_alone(eddy_producer_t *p, stream_t *s, urec_t *u, int shard)
     k->shard = shard;
     if (shard >= 0) {
         copy_id(k->shard_id, sizeof k->shard_id, s->shards[shard].id);
+        k->map_gen = s->map_gen;
     }
     k->deadline_ms = u->deadline_ms;
     k->expiration_ms = u->arrival_ms + p->cfg.ttl_ms;
@@ -1010,7 +1083,7 @@ static void dispatch(eddy_producer_t *p, stream_t *s, urec_t *u)
         send_alone(p, s, u, shard);
         return;
     }
-    free(u); /* its history went with the slot */
+    urec_give(p, u); /* its history went with the slot */
 }
 
 /* Routes the stream's staged puts, in the order they were put, as put would have routed them one by one:
@@ -1347,6 +1420,7 @@ static void install_map(eddy_producer_t *p, stream_t *s, shard_t *fresh, size_t 
     free(s->shards);
     s->shards = fresh;
     s->nshards = n;
+    s->map_gen++;
     s->take_from = 0;
     int64_t now = now_ms();
     for (size_t i = 0; i < n; i++) {
@@ -1956,6 +2030,12 @@ static void *producer_main(void *arg)
             p->pooled--;
             krec_free(k);
         }
+        while (p->outstanding == 0 && p->spare != NULL) {
+            urec_t *u = p->spare;
+            p->spare = u->next;
+            p->nspare--;
+            free(u);
+        }
         while (p->outstanding == 0 && p->bodies_pooled > 1) {
             body_t *b = p->bodies;
             p->bodies = b->next;
@@ -2094,10 +2174,6 @@ int eddy_producer_put(eddy_producer_t *p, const char *stream, const char *partit
      * the lock. A record sent alone (aggregation off), or put before its stream has a shard map, is held
      * on its own. */
     urec_t *u = NULL;
-    if (!p->cfg.aggregation && (u = urec_new(partition_key, pk_len, explicit_hash_key, ehk_len, data, data_len)) == NULL) {
-        return EDDY_ERR_NOMEM;
-    }
-
     pthread_mutex_lock(&p->lock);
     int rc = EDDY_OK;
     while (!p->closed && p->outstanding > 0 && p->outstanding_bytes + bytes > p->cfg.max_outstanding_bytes) {
@@ -2109,6 +2185,10 @@ int eddy_producer_put(eddy_producer_t *p, const char *stream, const char *partit
     }
     if (rc == EDDY_OK && p->closed) {
         rc = EDDY_ERR_CLOSED;
+    }
+    if (rc == EDDY_OK && !p->cfg.aggregation &&
+        (u = urec_take(p, partition_key, pk_len, explicit_hash_key, ehk_len, data, data_len)) == NULL) {
+        rc = EDDY_ERR_NOMEM;
     }
     stream_t *s = rc == EDDY_OK ? find_stream(p, stream) : NULL;
     if (rc == EDDY_OK && s == NULL) {
@@ -2277,6 +2357,10 @@ void eddy_producer_destroy(eddy_producer_t *p)
         }
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
+    }
+    for (urec_t *u = p->spare, *next; u != NULL; u = next) {
+        next = u->next;
+        free(u);
     }
     for (krec_t *k = p->pool, *next; k != NULL; k = next) {
         next = k->next;
