@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +39,7 @@ struct sender {
     size_t nproducers;
     size_t *flow_producer; /* per flow */
     int wake_fd;
-    pthread_mutex_t lock;
-    inflight_t *done; /* completion list (under lock) */
+    _Atomic(inflight_t *) done; /* completion list (pushed by the producers' threads, taken whole) */
     inflight_t **waiting; /* records to put again */
     size_t nwaiting, waiting_cap;
     size_t buffered_bytes, buffered_records;
@@ -55,12 +55,12 @@ static void on_done(void *arg, const eddy_put_result_t *r)
     inflight_t *rec = arg;
     sender_t *s = rec->owner;
     rec->done_err = r->err;
-    pthread_mutex_lock(&s->lock);
-    bool was_empty = s->done == NULL;
-    rec->done_next = s->done;
-    s->done = rec;
-    pthread_mutex_unlock(&s->lock);
-    if (was_empty) {
+    inflight_t *head = atomic_load_explicit(&s->done, memory_order_relaxed);
+    do {
+        rec->done_next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&s->done, &head, rec, memory_order_release,
+                                                    memory_order_relaxed));
+    if (head == NULL) {
         uint64_t one = 1;
         ssize_t w = write(s->wake_fd, &one, sizeof one);
         (void)w; /* EAGAIN: the counter is already non-zero, which is all that matters */
@@ -129,7 +129,6 @@ sender_t *sender_new(const agent_config_t *cfg, char *err, size_t errlen)
     }
     s->cfg = cfg;
     s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    pthread_mutex_init(&s->lock, NULL);
     s->flow_producer = calloc(cfg->nflows, sizeof *s->flow_producer);
     if (getrandom(&s->rng, sizeof s->rng, 0) != sizeof s->rng || s->rng == 0) {
         s->rng = (uint64_t)time(NULL) | 1;
@@ -374,10 +373,7 @@ int64_t sender_drain(sender_t *s, int64_t now)
     uint64_t counter;
     ssize_t r = read(s->wake_fd, &counter, sizeof counter);
     (void)r;
-    pthread_mutex_lock(&s->lock);
-    inflight_t *list = s->done;
-    s->done = NULL;
-    pthread_mutex_unlock(&s->lock);
+    inflight_t *list = atomic_exchange_explicit(&s->done, NULL, memory_order_acquire);
     for (inflight_t *rec = list, *next; rec != NULL; rec = next) {
         next = rec->done_next;
         tail_flow_stats_t *st = &rec->src->flow->stats;
@@ -493,7 +489,6 @@ void sender_free(sender_t *s)
     if (s->wake_fd >= 0) {
         close(s->wake_fd);
     }
-    pthread_mutex_destroy(&s->lock);
     free(s->flow_producer);
     free(s);
 }

@@ -27,7 +27,7 @@
 
 #define RESCAN_POLLING_MS 1000
 #define TRICKLE_BYTES 4096        /* a read that finds less slows the file's reading down */
-#define READ_INTERVAL_CAP_MS 500  /* the slowest a trickling file is read */
+#define READ_INTERVAL_CAP_MS 1000 /* the slowest a trickling file is read */
 #define FP_CHECK 64
 
 struct tailer {
@@ -47,6 +47,8 @@ struct tailer {
     size_t last_n;
     buf_t cut; /* a record cut at its maximum size */
     tail_source_t **sched; /* sources waiting to be read (scheduled flag set) */
+    int64_t *sched_due;    /* their due_ms, side by side: a round looks at the sources that are due only */
+    bool sched_dirty;      /* a scheduled source's due_ms moved earlier: the next round looks at all */
     size_t nsched, sched_cap;
     tail_source_t **due; /* being read in this round (NULL: freed meanwhile) */
     size_t ndue, due_cap;
@@ -222,6 +224,7 @@ static void schedule(tailer_t *t, tail_source_t *s, int64_t due)
     if (s->scheduled) {
         if (due < s->due_ms) {
             s->due_ms = due;
+            t->sched_dirty = true;
         }
         return;
     }
@@ -232,10 +235,16 @@ static void schedule(tailer_t *t, tail_source_t *s, int64_t due)
             return; /* the next sweep finds it */
         }
         t->sched = grown;
+        int64_t *grown_due = realloc(t->sched_due, cap * sizeof *grown_due);
+        if (grown_due == NULL) {
+            return;
+        }
+        t->sched_due = grown_due;
         t->sched_cap = cap;
     }
     s->scheduled = true;
     s->due_ms = due;
+    t->sched_due[t->nsched] = due;
     t->sched[t->nsched++] = s;
 }
 
@@ -246,7 +255,9 @@ static void unschedule(tailer_t *t, tail_source_t *s)
     }
     for (size_t i = 0; i < t->nsched; i++) {
         if (t->sched[i] == s) {
-            t->sched[i] = t->sched[--t->nsched];
+            t->nsched--;
+            t->sched[i] = t->sched[t->nsched];
+            t->sched_due[i] = t->sched_due[t->nsched];
             break;
         }
     }
@@ -1433,6 +1444,7 @@ void tailer_free(tailer_t *t)
         close(t->inotify_fd);
     }
     free(t->sched);
+    free(t->sched_due);
     free(t->due);
     free(t->by_wd);
     free(t->rbuf != NULL ? t->rbuf - TAIL_BACK_CHECK : NULL);
@@ -1512,28 +1524,26 @@ int64_t tailer_run(tailer_t *t, int64_t now)
     next = t->next_sweep_ms < next ? t->next_sweep_ms : next;
     /* take what is due out of the schedule first: reading may schedule more, or free sources */
     t->ndue = 0;
-    for (size_t i = 0; i < t->nsched;) {
-        tail_source_t *s = t->sched[i];
-        int64_t interval = s->read_interval_ms > 0 ? s->read_interval_ms : s->flow->cfg->min_poll_interval_ms;
-        if (s->due_ms <= now && s->due_ms != 0 && s->last_read_ms != 0 && now - s->last_read_ms < interval) {
-            s->due_ms = s->last_read_ms + interval; /* at most one read per interval */
-        }
-        if (s->due_ms > now || t->blocked) {
-            i++;
-            continue;
-        }
-        if (due_push(t, s) != 0) {
-            break;
-        }
-        s->scheduled = false;
-        i++;
-    }
-    /* keep the rest in order: sources are read in the order they were scheduled (older files first) */
-    size_t kept = 0;
+    bool all = t->sched_dirty;
+    t->sched_dirty = false;
+    size_t kept = 0; /* the rest stay in order: sources are read in the order they were scheduled */
     for (size_t i = 0; i < t->nsched; i++) {
-        if (t->sched[i]->scheduled) {
-            t->sched[kept++] = t->sched[i];
+        tail_source_t *s = t->sched[i];
+        int64_t due = t->sched_due[i];
+        if (all || due <= now) {
+            int64_t interval = s->read_interval_ms > 0 ? s->read_interval_ms : s->flow->cfg->min_poll_interval_ms;
+            if (s->due_ms <= now && s->due_ms != 0 && s->last_read_ms != 0 && now - s->last_read_ms < interval) {
+                s->due_ms = s->last_read_ms + interval; /* at most one read per interval */
+            }
+            due = s->due_ms;
+            if (due <= now && !t->blocked && due_push(t, s) == 0) {
+                s->scheduled = false;
+                continue;
+            }
         }
+        t->sched[kept] = s;
+        t->sched_due[kept] = due;
+        kept++;
     }
     t->nsched = kept;
     for (size_t i = 0; i < t->ndue; i++) {
@@ -1543,8 +1553,9 @@ int64_t tailer_run(tailer_t *t, int64_t now)
     }
     t->ndue = 0;
     for (size_t i = 0; i < t->nsched; i++) {
-        if (!t->blocked || t->sched[i]->due_ms > now) {
-            next = t->sched[i]->due_ms < next ? t->sched[i]->due_ms : next;
+        int64_t due = t->sched_dirty ? t->sched[i]->due_ms : t->sched_due[i];
+        if (!t->blocked || due > now) {
+            next = due < next ? due : next;
         }
     }
     return next > now ? next : now + 1;
