@@ -1107,12 +1107,15 @@ static void read_source(tailer_t *t, tail_source_t *s, int64_t now)
     } else {
         s->read_interval_ms = s->read_interval_ms * 2 > cap ? cap : s->read_interval_ms * 2;
     }
-    if (t->inotify_fd < 0 || s->state != SRC_LIVE || s->footer_seen || s->fd < 0 || t->blocked || s->scheduled) {
-        return; /* polled by the sweep; or not read; or a read is due anyway */
+    if (s->state != SRC_LIVE || s->footer_seen || s->fd < 0 || t->blocked || s->scheduled) {
+        return; /* not read; or a read is due anyway */
     }
     if (s->offset > before) {
         schedule(t, s, now + s->read_interval_ms); /* still being written: read on a timer */
         return;
+    }
+    if (t->inotify_fd < 0) {
+        return; /* idle: the sweep looks at it every minTimeBetweenFilePollsMillis */
     }
     struct stat st;
     if (!arm(t, s)) {
