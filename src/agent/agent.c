@@ -25,9 +25,9 @@
 #define EC2_ENDPOINT "http://169.254.169.254"
 #define EC2_TIMEOUT_MS 1000
 #define PRUNE_EVERY_MS (3600 * 1000)
-/* The tailer runs at most once per tick: with a thousand files written a line at a time, inotify wakes the
- * loop ten thousand times a second, and each run walks the read schedule; a tick batches the events the
- * kernel queues meanwhile (its queue holds 16384). */
+/* The tailer runs at most once per tick: files being written are read on timers spread over time and idle
+ * ones wake the loop through inotify; a tick batches the reads that fall due and the events the kernel
+ * queues meanwhile (its queue holds 16384). */
 #define TAIL_TICK_MS 20
 
 typedef struct agent {
