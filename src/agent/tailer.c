@@ -46,9 +46,13 @@ struct tailer {
     int64_t last_base;
     size_t last_n;
     buf_t cut; /* a record cut at its maximum size */
-    tail_source_t **sched; /* sources waiting to be read (scheduled flag set) */
-    int64_t *sched_due;    /* their due_ms, side by side: a round looks at the sources that are due only */
-    bool sched_dirty;      /* a scheduled source's due_ms moved earlier: the next round looks at all */
+    /* sources waiting to be read (scheduled flag set), with their due_ms: a round looks only at the sources
+     * that are due */
+    struct sched_entry {
+        tail_source_t *s;
+        int64_t due;
+    } *sched;
+    bool sched_dirty; /* a scheduled source's due_ms moved earlier: the next round looks at all */
     size_t nsched, sched_cap;
     tail_source_t **due; /* being read in this round (NULL: freed meanwhile) */
     size_t ndue, due_cap;
@@ -230,22 +234,16 @@ static void schedule(tailer_t *t, tail_source_t *s, int64_t due)
     }
     if (t->nsched == t->sched_cap) {
         size_t cap = t->sched_cap ? t->sched_cap * 2 : 64;
-        tail_source_t **grown = realloc(t->sched, cap * sizeof *grown);
+        struct sched_entry *grown = realloc(t->sched, cap * sizeof *grown);
         if (grown == NULL) {
             return; /* the next sweep finds it */
         }
         t->sched = grown;
-        int64_t *grown_due = realloc(t->sched_due, cap * sizeof *grown_due);
-        if (grown_due == NULL) {
-            return;
-        }
-        t->sched_due = grown_due;
         t->sched_cap = cap;
     }
     s->scheduled = true;
     s->due_ms = due;
-    t->sched_due[t->nsched] = due;
-    t->sched[t->nsched++] = s;
+    t->sched[t->nsched++] = (struct sched_entry){s, due};
 }
 
 static void unschedule(tailer_t *t, tail_source_t *s)
@@ -254,10 +252,8 @@ static void unschedule(tailer_t *t, tail_source_t *s)
         return;
     }
     for (size_t i = 0; i < t->nsched; i++) {
-        if (t->sched[i] == s) {
-            t->nsched--;
-            t->sched[i] = t->sched[t->nsched];
-            t->sched_due[i] = t->sched_due[t->nsched];
+        if (t->sched[i].s == s) {
+            t->sched[i] = t->sched[--t->nsched];
             break;
         }
     }
@@ -327,8 +323,8 @@ static bool arm(tailer_t *t, tail_source_t *s)
     int wd = inotify_add_watch(t->inotify_fd, link, IN_MODIFY | IN_ONESHOT);
     if (wd < 0) {
         if (!t->file_watch_failed) {
-            log_warn("agent: cannot watch %s with inotify (%s): idle files are polled every %d ms", s->path,
-                     strerror(errno), READ_INTERVAL_CAP_MS);
+            log_warn("agent: cannot watch %s with inotify (%s): idle files are polled instead", s->path,
+                     strerror(errno));
             t->file_watch_failed = true;
         }
         return false;
@@ -1447,7 +1443,6 @@ void tailer_free(tailer_t *t)
         close(t->inotify_fd);
     }
     free(t->sched);
-    free(t->sched_due);
     free(t->due);
     free(t->by_wd);
     free(t->rbuf != NULL ? t->rbuf - TAIL_BACK_CHECK : NULL);
@@ -1531,8 +1526,8 @@ int64_t tailer_run(tailer_t *t, int64_t now)
     t->sched_dirty = false;
     size_t kept = 0; /* the rest stay in order: sources are read in the order they were scheduled */
     for (size_t i = 0; i < t->nsched; i++) {
-        tail_source_t *s = t->sched[i];
-        int64_t due = t->sched_due[i];
+        tail_source_t *s = t->sched[i].s;
+        int64_t due = t->sched[i].due;
         if (all || due <= now) {
             int64_t interval = s->read_interval_ms > 0 ? s->read_interval_ms : s->flow->cfg->min_poll_interval_ms;
             if (s->due_ms <= now && s->due_ms != 0 && s->last_read_ms != 0 && now - s->last_read_ms < interval) {
@@ -1544,9 +1539,7 @@ int64_t tailer_run(tailer_t *t, int64_t now)
                 continue;
             }
         }
-        t->sched[kept] = s;
-        t->sched_due[kept] = due;
-        kept++;
+        t->sched[kept++] = (struct sched_entry){s, due};
     }
     t->nsched = kept;
     for (size_t i = 0; i < t->ndue; i++) {
@@ -1556,7 +1549,7 @@ int64_t tailer_run(tailer_t *t, int64_t now)
     }
     t->ndue = 0;
     for (size_t i = 0; i < t->nsched; i++) {
-        int64_t due = t->sched_dirty ? t->sched[i]->due_ms : t->sched_due[i];
+        int64_t due = t->sched_dirty ? t->sched[i].s->due_ms : t->sched[i].due;
         if (!t->blocked || due > now) {
             next = due < next ? due : next;
         }

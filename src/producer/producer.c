@@ -492,14 +492,14 @@ static void append(urec_t **head, urec_t **tail, urec_t *u)
     *tail = u;
 }
 
-/* A urec holding copies of the keys and data (ehk: NUL-terminated, or NULL); the rest is zero. NULL when
- * out of memory. */
+/* The bytes of a urec with these keys and data, rounded up to 64 (so that spares fit the next ones). */
 static size_t urec_size(size_t pk_len, const char *ehk, size_t ehk_len, size_t data_len)
 {
     return (sizeof(urec_t) + pk_len + 1 + (ehk != NULL ? ehk_len + 1 : 0) + data_len + 63) & ~(size_t)63;
 }
 
-/* A urec holding copies of the keys and data: u (at least urec_size) or, when NULL, a new one. */
+/* A urec holding copies of the keys and data (ehk: NUL-terminated, or NULL); the rest is zero: u (at least
+ * urec_size) or, when NULL, a new one. NULL when out of memory. */
 static urec_t *urec_new_in(urec_t *u, const char *pk, size_t pk_len, const char *ehk, size_t ehk_len,
                            const void *data, size_t data_len)
 {
