@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 #define RESCAN_POLLING_MS 1000
@@ -573,6 +574,11 @@ static int by_mtime(const void *a, const void *b)
     return 0;
 }
 
+static int64_t ns_of(struct timespec ts)
+{
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Lists the flow's directory; every matching regular file that is not tracked yet goes into *out (opened). */
 static void list_new(tail_flow_t *f, found_t **out, size_t *nout, int64_t now)
 {
@@ -589,6 +595,13 @@ static void list_new(tail_flow_t *f, found_t **out, size_t *nout, int64_t now)
         return;
     }
     f->dir_missing_logged = false;
+    struct stat dst;
+    if (fstat(dirfd(d), &dst) == 0) {
+        f->dir_ino = (uint64_t)dst.st_ino;
+        f->dir_mtime_ns = ns_of(dst.st_mtim);
+        f->dir_ctime_ns = ns_of(dst.st_ctim);
+        f->listed_wall_ms = clock_now_ms();
+    }
     size_t cap = 0;
     struct dirent *e;
     size_t dlen = strlen(f->cfg->directory);
@@ -781,8 +794,32 @@ static int due_push(tailer_t *t, tail_source_t *s)
 }
 
 /* A later scan: new files start unsure (a copy, or new); tracked files no name leads to are detached. */
+/* Polling: whether the flow's directory cannot have gained, lost or renamed a name since it was last listed
+ * (its inode, mtime and ctime unchanged, that mtime well before the listing, so that a filesystem with
+ * coarse timestamps cannot hide a change made just after it) and every tracked file was in that listing.
+ * Saves listing (a stat per name) and reading every file once a second. */
+static bool dir_unchanged(tail_flow_t *f)
+{
+    struct stat st;
+    if (f->listed_wall_ms == 0 || stat(f->cfg->directory, &st) != 0 || (uint64_t)st.st_ino != f->dir_ino ||
+        ns_of(st.st_mtim) != f->dir_mtime_ns || ns_of(st.st_ctim) != f->dir_ctime_ns ||
+        f->dir_mtime_ns / 1000000 > f->listed_wall_ms - 2000) {
+        return false;
+    }
+    for (tail_source_t *s = f->head; s != NULL; s = s->next) {
+        if (s->unseen_since_ms != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static void scan(tailer_t *t, tail_flow_t *f, int64_t now)
 {
+    if (f->watch < 0 && !t->in_scan && !f->scan_wanted && dir_unchanged(f)) {
+        f->next_scan_ms = now + RESCAN_POLLING_MS;
+        return;
+    }
     for (tail_source_t *s = f->head; s != NULL; s = s->next) {
         s->seen = false;
     }

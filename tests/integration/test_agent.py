@@ -519,7 +519,7 @@ def test_many_files_with_polling_fallback(eddy_factory, agents, tmp_path):
     logs = tmp_path / "many"
     logs.mkdir()
     cfg = write_config(tmp_path / "agent.json", eddy.endpoint, [
-        {"filePattern": f"{logs}/f*.log", "kinesisStream": stream, "maxBufferAgeMillis": 200,
+        {"filePattern": f"{logs}/*.log", "kinesisStream": stream, "maxBufferAgeMillis": 200,
          "minTimeBetweenFilePollsMillis": 200}])
     files = 200
     for i in range(files):
@@ -535,8 +535,13 @@ def test_many_files_with_polling_fallback(eddy_factory, agents, tmp_path):
         f.write("f000 5\n")
     wait_until(lambda: agent.total("eddy_agent_records_sent_total") == files * 5 + 1, timeout=60,
                message="every line")
+    # the directory is not listed again while it is unchanged; a new file changes it and is found
+    wait_until(lambda: agent.total("eddy_agent_files_tracked") == files - 1, timeout=30, message="f000 closed")
+    (logs / "g000.log").write_text("g000 0\n")
+    wait_until(lambda: agent.total("eddy_agent_records_sent_total") == files * 5 + 2, timeout=30,
+               message="the new file's line")
     got = collections.Counter(d for _, d in read_stream(kinesis, stream))
-    assert len(got) == files * 5 + 1 and set(got.values()) == {1}
+    assert len(got) == files * 5 + 2 and set(got.values()) == {1}
     assert agent.stop() == 0
 
 
