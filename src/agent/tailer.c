@@ -794,10 +794,11 @@ static int due_push(tailer_t *t, tail_source_t *s)
 }
 
 /* A later scan: new files start unsure (a copy, or new); tracked files no name leads to are detached. */
-/* Polling: whether the flow's directory cannot have gained, lost or renamed a name since it was last listed
+/* Whether the flow's directory cannot have gained, lost or renamed a name since it was last listed
  * (its inode, mtime and ctime unchanged, that mtime well before the listing, so that a filesystem with
  * coarse timestamps cannot hide a change made just after it) and every tracked file was in that listing.
- * Saves listing (a stat per name) and reading every file once a second. */
+ * Saves listing (a stat per name) and reading every file at each refresh: once a second when polling,
+ * every maxTimeBetweenFileTrackerRefreshMillis with inotify (whose events ask for a listing anyway). */
 static bool dir_unchanged(tail_flow_t *f)
 {
     struct stat st;
@@ -816,8 +817,8 @@ static bool dir_unchanged(tail_flow_t *f)
 
 static void scan(tailer_t *t, tail_flow_t *f, int64_t now)
 {
-    if (f->watch < 0 && !t->in_scan && !f->scan_wanted && dir_unchanged(f)) {
-        f->next_scan_ms = now + RESCAN_POLLING_MS;
+    if (!t->in_scan && !f->scan_wanted && dir_unchanged(f)) {
+        f->next_scan_ms = now + (f->watch < 0 ? RESCAN_POLLING_MS : f->cfg->max_refresh_interval_ms);
         return;
     }
     for (tail_source_t *s = f->head; s != NULL; s = s->next) {

@@ -130,7 +130,7 @@ struct tail_flow {
     int64_t next_scan_ms;
     bool scan_wanted;
     bool dir_missing_logged;
-    /* polling: the directory as it was at the last listing (inode, mtime and ctime in ns, and when it was
+    /* the directory as it was at the last listing (inode, mtime and ctime in ns, and when it was
      * listed, wall clock ms); a directory unchanged since is not listed again */
     uint64_t dir_ino;
     int64_t dir_mtime_ns, dir_ctime_ns, listed_wall_ms;
