@@ -1145,12 +1145,7 @@ static void read_source(tailer_t *t, tail_source_t *s, int64_t now)
         return; /* not read; or a read is due anyway */
     }
     if (s->offset > before) {
-        /* still being written: read on a timer, at a multiple of its interval (half to one and a half
-         * intervals from now), so that the files being written are read together in one tick whenever
-         * their writers started: records then reach the producer in full batches. Reads spread over the
-         * interval instead cost 7.0-7.15 % of a core against ~5 % aligned (bench/agent.sh). */
-        int64_t g = s->read_interval_ms > 0 ? s->read_interval_ms : 1;
-        schedule(t, s, ((now + g / 2) / g + 1) * g);
+        schedule(t, s, now + s->read_interval_ms); /* still being written: read on a timer */
         return;
     }
     if (t->inotify_fd < 0) {
@@ -1573,9 +1568,8 @@ int64_t tailer_run(tailer_t *t, int64_t now)
         int64_t due = t->sched[i].due;
         if (all || due <= now) {
             int64_t interval = s->read_interval_ms > 0 ? s->read_interval_ms : s->flow->cfg->min_poll_interval_ms;
-            if (s->due_ms <= now && s->due_ms != 0 && s->last_read_ms != 0 && now - s->last_read_ms < interval / 2) {
-                s->due_ms = s->last_read_ms + interval; /* at most two reads per interval (one on the grid,
-                                                           one woken by a write) */
+            if (s->due_ms <= now && s->due_ms != 0 && s->last_read_ms != 0 && now - s->last_read_ms < interval) {
+                s->due_ms = s->last_read_ms + interval; /* at most one read per interval */
             }
             due = s->due_ms;
             if (due <= now && !t->blocked && due_push(t, s) == 0) {
