@@ -7,7 +7,7 @@ reads the agent's CPU time (utime + stime from /proc/PID/stat) and RSS (VmRSS; V
 the end checks the agent kept up (records sent == lines written). The writer's own CPU is not counted.
 
 usage: bench/agent_bench.py [--eddy build-agent/eddy] [--files 1000] [--rate 10] [--warmup 10]
-                            [--measure 30] [--no-inotify] [--aggregation]
+                            [--measure 30] [--no-inotify] [--aggregation] [--stagger SECONDS]
 """
 
 import argparse
@@ -65,6 +65,9 @@ def main():
     ap.add_argument("--no-inotify", action="store_true")
     ap.add_argument("--aggregation", action="store_true")
     ap.add_argument("--shards", type=int, default=16)
+    ap.add_argument("--stagger", type=float, default=0.0,
+                    help="file i gets its first line i/N of this many seconds after the others' start, so that "
+                         "the files are written at different phases (as writers started at different times are)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="eddy-agent-bench-")
     procs = []
@@ -105,9 +108,10 @@ def main():
             if cpu0 is None and now - t0 >= args.warmup:
                 cpu0, m0 = cpu_seconds(agent.pid), now
                 rss_sum, rss_n = 0, 0
-            for fd in fds:
+            started = len(fds) if now - t0 >= args.stagger else int(len(fds) * (now - t0) / args.stagger)
+            for fd in fds[:started]:
                 os.write(fd, line)
-            written += len(fds)
+            written += started
             if rss_n is not None:
                 rss_sum += status_kb(agent.pid, "VmRSS")
                 rss_n += 1
