@@ -125,13 +125,15 @@ def main():
         while metric(url, "eddy_agent_records_sent_total") < written and time.monotonic() < deadline:
             time.sleep(0.2)
         sent = metric(url, "eddy_agent_records_sent_total")
+        requests = metric(url, "eddy_agent_put_records_requests_total")
         caught_up = time.monotonic() - m1
         print(f"files {args.files}, {args.rate:g} lines/s each ({lines_per_s:.0f} lines/s written), "
               f"{'polling' if args.no_inotify else 'inotify'}, aggregation {'on' if args.aggregation else 'off'}")
         print(f"agent CPU: {100 * (cpu1 - cpu0) / (m1 - m0):.2f} % of one core over {m1 - m0:.0f} s")
         print(f"agent RSS: {rss_sum / max(rss_n, 1) / 1024:.1f} MiB average, {status_kb(agent.pid, 'VmHWM') / 1024:.1f} "
               f"MiB peak")
-        print(f"records sent {sent:.0f} of {written} written; caught up {caught_up:.1f} s after the writers stopped")
+        print(f"records sent {sent:.0f} of {written} written; caught up {caught_up:.1f} s after the writers stopped; "
+              f"{requests:.0f} PutRecords ({sent / max(requests, 1):.0f} Kinesis records each on average)")
         for fd in fds:
             os.close(fd)
         return 0 if sent >= written else 1
