@@ -133,7 +133,7 @@ def main():
         print(f"agent RSS: {rss_sum / max(rss_n, 1) / 1024:.1f} MiB average, {status_kb(agent.pid, 'VmHWM') / 1024:.1f} "
               f"MiB peak")
         print(f"records sent {sent:.0f} of {written} written; caught up {caught_up:.1f} s after the writers stopped; "
-              f"{requests:.0f} PutRecords ({sent / max(requests, 1):.0f} Kinesis records each on average)")
+              f"{requests:.0f} PutRecords ({sent / max(requests, 1):.0f} lines each on average)")
         for fd in fds:
             os.close(fd)
         return 0 if sent >= written else 1
