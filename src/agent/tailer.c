@@ -30,6 +30,8 @@
 #define TRICKLE_BYTES 4096        /* a read that finds less slows the file's reading down */
 #define READ_INTERVAL_CAP_MS 1000 /* the slowest a trickling file is read */
 #define FP_CHECK 64
+#define LIST_PASSES_MAX 8 /* listings of a directory that changes while it is listed */
+#define DIR_TICK_MS 100   /* more than the coarsest tick of the clock that stamps a directory */
 
 struct tailer {
     const agent_config_t *cfg;
@@ -62,6 +64,7 @@ struct tailer {
     bool file_watch_failed; /* logged once */
     bool blocked; /* a read stopped for lack of room */
     bool in_scan;
+    bool in_replaced; /* reading what a new file may have replaced */
     bool stopped;
     int64_t next_sweep_ms;
 };
@@ -398,7 +401,7 @@ static void source_start_at(tail_source_t *s, int64_t offset)
     s->header_left = offset == 0 ? s->flow->cfg->skip_header_lines : 0;
 }
 
-static void source_set_path(tail_flow_t *f, tail_source_t *s, const char *path)
+static void source_set_path(tail_flow_t *f, tail_source_t *s, const char *path, int64_t now)
 {
     if (strcmp(s->path, path) == 0) {
         return;
@@ -411,6 +414,7 @@ static void source_set_path(tail_flow_t *f, tail_source_t *s, const char *path)
     free(s->path);
     s->path = p;
     s->ckpt_row_written = false; /* the new path goes into the row */
+    s->renamed_ms = now;
     const char *slash = strrchr(p, '/');
     s->name = slash != NULL ? slash + 1 : p;
     index_name(f, s);
@@ -561,17 +565,44 @@ static int open_same(const char *path, const struct stat *st)
     return fd;
 }
 
+/* For two files last written within the same clock tick (an application that rotates and writes on at
+ * once): which name is older by rotation naming. A name that extends the other (app.log.1, app.log) is
+ * the rotated one; names numbered with up to four digits count down to the newest (app.log.2.gz,
+ * app.log.1.gz); other names (dated: app.log-20261122) sort as they read. */
+static int by_rotation_name(const char *x, const char *y)
+{
+    size_t i = 0;
+    while (x[i] != '\0' && x[i] == y[i]) {
+        i++;
+    }
+    if (x[i] == '\0' || y[i] == '\0') {
+        return x[i] == y[i] ? 0 : x[i] == '\0' ? 1 : -1; /* the longer one is the rotated one */
+    }
+    while (i > 0 && x[i - 1] >= '0' && x[i - 1] <= '9') {
+        i--; /* back to the start of a number both names share the first digits of */
+    }
+    size_t xd = strspn(x + i, "0123456789"), yd = strspn(y + i, "0123456789");
+    if (xd > 0 && yd > 0 && xd <= 4 && yd <= 4 && strcmp(x + i + xd, y + i + yd) == 0) {
+        unsigned long xn = strtoul(x + i, NULL, 10), yn = strtoul(y + i, NULL, 10);
+        if (xn != yn) {
+            return xn > yn ? -1 : 1; /* a rotation count (app.log.2.gz before app.log.1.gz); longer: a date */
+        }
+    }
+    return strcmp(x, y) < 0 ? -1 : 1;
+}
+
 /* Older files first: their records go before those of the files that replaced them. */
 static int by_mtime(const void *a, const void *b)
 {
-    const struct stat *x = &((const found_t *)a)->st, *y = &((const found_t *)b)->st;
+    const found_t *fa = a, *fb = b;
+    const struct stat *x = &fa->st, *y = &fb->st;
     if (x->st_mtim.tv_sec != y->st_mtim.tv_sec) {
         return x->st_mtim.tv_sec < y->st_mtim.tv_sec ? -1 : 1;
     }
     if (x->st_mtim.tv_nsec != y->st_mtim.tv_nsec) {
         return x->st_mtim.tv_nsec < y->st_mtim.tv_nsec ? -1 : 1;
     }
-    return 0;
+    return by_rotation_name(fa->path, fb->path);
 }
 
 static int64_t ns_of(struct timespec ts)
@@ -579,12 +610,21 @@ static int64_t ns_of(struct timespec ts)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Lists the flow's directory; every matching regular file that is not tracked yet goes into *out (opened). */
-static void list_new(tail_flow_t *f, found_t **out, size_t *nout, int64_t now)
+/* Whether out[0..n) already holds the file (under another name, or found by an earlier pass). */
+static bool found_has(const found_t *out, size_t n, const struct stat *st)
 {
-    (void)now;
-    *out = NULL;
-    *nout = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (out[i].st.st_ino == st->st_ino && out[i].st.st_dev == st->st_dev) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* One pass over the directory: every matching regular file that is neither tracked nor in *out yet goes
+ * into *out (opened). false when the directory cannot be opened. */
+static bool list_pass(tail_flow_t *f, found_t **out, size_t *nout, size_t *cap, int64_t now)
+{
     DIR *d = opendir(f->cfg->directory);
     if (d == NULL) {
         if (!f->dir_missing_logged) {
@@ -592,17 +632,9 @@ static void list_new(tail_flow_t *f, found_t **out, size_t *nout, int64_t now)
                      f->cfg->directory, strerror(errno));
             f->dir_missing_logged = true;
         }
-        return;
+        return false;
     }
     f->dir_missing_logged = false;
-    struct stat dst;
-    if (fstat(dirfd(d), &dst) == 0) {
-        f->dir_ino = (uint64_t)dst.st_ino;
-        f->dir_mtime_ns = ns_of(dst.st_mtim);
-        f->dir_ctime_ns = ns_of(dst.st_ctim);
-        f->listed_wall_ms = clock_now_ms();
-    }
-    size_t cap = 0;
     struct dirent *e;
     size_t dlen = strlen(f->cfg->directory);
     while ((e = readdir(d)) != NULL) {
@@ -626,7 +658,7 @@ static void list_new(tail_flow_t *f, found_t **out, size_t *nout, int64_t now)
         tail_source_t *s = find_inode(f, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
         if (s != NULL) {
             s->seen = true;
-            source_set_path(f, s, path);
+            source_set_path(f, s, path, now);
             if (s->state == SRC_DETACHED) {
                 s->state = SRC_LIVE;
             }
@@ -634,14 +666,19 @@ static void list_new(tail_flow_t *f, found_t **out, size_t *nout, int64_t now)
             free(path);
             continue;
         }
-        if (*nout == cap) {
-            cap = cap ? cap * 2 : 16;
-            found_t *grown = realloc(*out, cap * sizeof *grown);
+        if (found_has(*out, *nout, &st)) {
+            free(path);
+            continue;
+        }
+        if (*nout == *cap) {
+            size_t grown_cap = *cap ? *cap * 2 : 16;
+            found_t *grown = realloc(*out, grown_cap * sizeof *grown);
             if (grown == NULL) {
                 free(path);
                 break;
             }
             *out = grown;
+            *cap = grown_cap;
         }
         found_t *fo = &(*out)[*nout];
         memset(fo, 0, sizeof *fo);
@@ -657,6 +694,44 @@ static void list_new(tail_flow_t *f, found_t **out, size_t *nout, int64_t now)
         (*nout)++;
     }
     closedir(d);
+    return true;
+}
+
+/* Lists the flow's directory; every matching regular file that is not tracked yet goes into *out (opened),
+ * oldest first.
+ * A listing is names first, then a stat of each: a rotation that shifts names meanwhile (app.log.1 to
+ * app.log.2, then app.log to app.log.1) makes a name lead to another file than when it was listed, and a
+ * file can be missed. The next scan would find it, after newer files were read: its lines would come
+ * after theirs. So the directory is listed again while it changed during a pass (its mtime or ctime
+ * moved), or may have (it changed within DIR_TICK_MS: a change within the same clock tick leaves its
+ * times as they were) and the pass before found something; each pass adds what it finds. */
+static void list_new(tail_flow_t *f, found_t **out, size_t *nout, int64_t now)
+{
+    *out = NULL;
+    *nout = 0;
+    size_t cap = 0;
+    for (int pass = 0; pass < LIST_PASSES_MAX; pass++) {
+        struct stat before, after;
+        int64_t wall = clock_now_ms();
+        bool stamped = stat(f->cfg->directory, &before) == 0;
+        size_t had = *nout;
+        if (!list_pass(f, out, nout, &cap, now) || !stamped) {
+            break;
+        }
+        f->dir_ino = (uint64_t)before.st_ino;
+        f->dir_mtime_ns = ns_of(before.st_mtim);
+        f->dir_ctime_ns = ns_of(before.st_ctim);
+        f->listed_wall_ms = wall;
+        if (stat(f->cfg->directory, &after) != 0) {
+            break;
+        }
+        bool changed = after.st_ino != before.st_ino || ns_of(after.st_mtim) != f->dir_mtime_ns ||
+                       ns_of(after.st_ctim) != f->dir_ctime_ns;
+        bool recent = f->dir_ctime_ns / 1000000 > clock_now_ms() - DIR_TICK_MS;
+        if (!changed && !(recent && (pass == 0 || *nout > had))) {
+            break;
+        }
+    }
     if (*nout > 1) {
         qsort(*out, *nout, sizeof **out, by_mtime);
     }
@@ -1159,6 +1234,32 @@ static void read_source(tailer_t *t, tail_source_t *s, int64_t now)
     }
 }
 
+/* Before a new file's first read, what the files it may have replaced still hold is read: a rotation
+ * renames the old file (or moves it out of the pattern), the application writes on to it until it
+ * reopens, and only then creates the new file. Whatever it wrote to the old one is there by the time the
+ * new one has bytes, so it goes first even when the old file's timer is not due yet. The same holds for
+ * new files found before this one (sources are made oldest first): a file rotated away soon after it was
+ * created may still be unsure of what it is. */
+static void read_replaced(tailer_t *t, tail_source_t *s, int64_t now)
+{
+    if (t->in_replaced) {
+        return; /* the outer call reads the rest, in order */
+    }
+    t->in_replaced = true;
+    bool before = true;
+    for (tail_source_t *o = s->flow->head; o != NULL && !t->blocked; o = o->next) {
+        if (o == s) {
+            before = false;
+            continue;
+        }
+        if ((before && o->state == SRC_UNSURE) || o->state == SRC_DETACHED ||
+            (o->state == SRC_LIVE && o->renamed_ms != 0 && now - o->renamed_ms < ROTATE_GRACE_MS)) {
+            read_source(t, o, now);
+        }
+    }
+    t->in_replaced = false;
+}
+
 static void read_source_once(tailer_t *t, tail_source_t *s, int64_t now)
 {
     const agent_flow_config_t *c = s->flow->cfg;
@@ -1190,6 +1291,10 @@ static void read_source_once(tailer_t *t, tail_source_t *s, int64_t now)
             classify(t, s, now);
             if (s->state != SRC_LIVE) {
                 return;
+            }
+            read_replaced(t, s, now);
+            if (t->blocked) {
+                return; /* read after them, once there is room */
             }
         }
         if (s->footer_seen) {

@@ -82,6 +82,7 @@ struct tail_source {
     int64_t size;       /* at the last look */
     int64_t changed_ms; /* when the size last changed */
     int64_t created_ms;
+    int64_t renamed_ms; /* when a listing last found it under a new name (0: never) */
     int header_left;   /* skipHeaderLines still to skip */
     bool runaway;      /* skipping the rest of a line that was cut */
     bool footer_seen;  /* fileFooterPattern matched: nothing more is read */

@@ -4,6 +4,8 @@
   style (rename + create, copytruncate, truncate); the agent is killed with SIGKILL mid-run and started
   again; every line arrives, per file in order; duplicates are only lines already in the stream when the
   agent was killed (sent but not yet checkpointed), and their number is reported;
+* restarts mid-shift: a writer rotates ten times a second in logrotate's numbering while the agent is
+  killed and started again fifteen times; every line arrives and the first arrivals are in order;
 * eddy down: the agent holds at most eddy.maxBufferedBytes, stops reading (the lag grows), and catches up
   once eddy is back on the same port;
 * processing options end to end (LOGTOJSON, CSVTOJSON, partition key from a field), two flows into two
@@ -330,6 +332,52 @@ def test_rotation_styles_and_sigkill_lose_nothing(eddy_factory, agents, tmp_path
     print(f"rotation test: {len(expected)} lines, {sum(w.rotations for w in writers)} rotations, "
           f"{len(duplicates)} duplicates (sent before SIGKILL, not yet checkpointed)")
     assert agent.total("eddy_agent_bytes_lost_total") == 0
+    assert agent.stop() == 0
+    assert not agent.problems(), agent.problems()
+
+
+def test_restarts_while_names_shift_keep_each_file_in_order(eddy_factory, agents, tmp_path):
+    """The agent is killed and started again and again while a writer rotates fast in logrotate's
+    numbering (each rotation renames every app.log.N): a start that lists the directory mid-shift must
+    still find every file, and read the older ones first; lines written to a file after its rename go
+    before the next file's."""
+    eddy = eddy_factory("--shard-limits", "off")
+    kinesis = make_kinesis(eddy.endpoint)
+    stream = make_stream(kinesis, shards=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cfg = write_config(tmp_path / "agent.json", eddy.endpoint, [
+        {"filePattern": f"{logs}/shift.log*", "kinesisStream": stream, "initialPosition": "START_OF_FILE",
+         "maxBufferAgeMillis": 50}], **{"eddy.checkpointIntervalMillis": 200})
+    agent = agents(cfg).start()
+    writer = Writer(str(logs), "shift.log", "rename", str(tmp_path / "checkpoints.db"), rate=400, every=0.1,
+                    duration=6.0)
+    writer.start()
+    restarts = 0
+    while writer.is_alive():
+        wait_until(lambda: not writer.is_alive() or writer.rotations > 4 * (restarts + 1), timeout=30,
+                   message="rotations")
+        agent.kill9()
+        agent.start()
+        restarts += 1
+    writer.join(timeout=30)
+    assert writer.error is None, writer.error
+    expected = {(writer.name, i) for i in range(writer.written)}
+
+    def all_arrived():
+        got = parse_lines(read_stream(kinesis, stream))
+        return got if expected <= set(got) else None
+
+    got = wait_until(all_arrived, timeout=60, interval=0.5, message="every line in the stream")
+    assert set(got) == expected
+    seen, order = set(), []
+    for _, seq in got:
+        if seq not in seen:
+            seen.add(seq)
+            order.append(seq)
+    slips = [(a, b) for a, b in zip(order, order[1:]) if b < a]
+    print(f"shifting rotations: {writer.written} lines, {writer.rotations} rotations, {restarts} restarts")
+    assert not slips, f"first arrivals out of order at {slips[:5]}"
     assert agent.stop() == 0
     assert not agent.problems(), agent.problems()
 
