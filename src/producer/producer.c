@@ -315,6 +315,11 @@ typedef struct stream {
     char *name;
     shard_t *shards; /* open shards sorted by start */
     size_t nshards;
+    /* the shards' hash key ranges side by side, for predict: read for every put on the putting thread,
+     * apart from the fields the producer's thread writes (NULL: predict reads the shards) */
+    struct key_range {
+        unsigned char start[16], end[16];
+    } *ranges;
     bool map_valid;
     uint64_t map_gen; /* counts the maps: a krec predicted with this one needs no id comparison */
     bool map_pending;     /* a ListShards is in flight */
@@ -410,15 +415,16 @@ static int cmp_key(const unsigned char a[16], const unsigned char b[16])
 static int predict(const stream_t *s, const unsigned char key[16])
 {
     size_t lo = 0, hi = s->nshards;
+    const struct key_range *r = s->ranges;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (cmp_key(s->shards[mid].end, key) < 0) {
+        if (cmp_key(r != NULL ? r[mid].end : s->shards[mid].end, key) < 0) {
             lo = mid + 1;
         } else {
             hi = mid;
         }
     }
-    if (lo < s->nshards && cmp_key(s->shards[lo].start, key) <= 0) {
+    if (lo < s->nshards && cmp_key(r != NULL ? r[lo].start : s->shards[lo].start, key) <= 0) {
         return (int)lo;
     }
     return -1;
@@ -1421,6 +1427,12 @@ static void install_map(eddy_producer_t *p, stream_t *s, shard_t *fresh, size_t 
     s->shards = fresh;
     s->nshards = n;
     s->map_gen++;
+    free(s->ranges);
+    s->ranges = malloc((n > 0 ? n : 1) * sizeof *s->ranges);
+    for (size_t i = 0; s->ranges != NULL && i < n; i++) {
+        memcpy(s->ranges[i].start, fresh[i].start, 16);
+        memcpy(s->ranges[i].end, fresh[i].end, 16);
+    }
     s->take_from = 0;
     int64_t now = now_ms();
     for (size_t i = 0; i < n; i++) {
@@ -1484,6 +1496,7 @@ typedef struct send_call {
     size_t count;
     int64_t start_ms;
     body_t *body; /* borrowed by the client until on_put_records; NULL when none was taken */
+    uint64_t mark; /* take_batch's: the shards it made busy */
 } send_call_t;
 
 static void body_free(body_t *b)
@@ -1584,10 +1597,9 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
     p->in_flight_requests--;
     p->m.put_records_requests++;
     p->request_sum_ms += (double)(now - sc->start_ms);
-    for (krec_t *k = sc->krecs; k != NULL; k = k->next) {
-        int sh = shard_of(s, k);
-        if (sh >= 0) {
-            s->shards[sh].busy = false;
+    for (size_t i = 0; i < s->nshards; i++) {
+        if (s->shards[i].busy && s->shards[i].batch_mark == sc->mark) {
+            s->shards[i].busy = false; /* a map installed since has none of its shards busy */
         }
     }
     const cJSON *entry = whole_ok && !all_ok ? records->child : NULL;
@@ -1684,7 +1696,8 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
 
 /* Builds and sends one PutRecords of the krecs (taken out of the collector). Called without the lock, on
  * the producer's thread (which owns p->scratch). The body comes from the pool and is lent to the client. */
-static void send_batch(eddy_producer_t *p, stream_t *s, const char *stream_name, krec_t *krecs, size_t count)
+static void send_batch(eddy_producer_t *p, stream_t *s, const char *stream_name, krec_t *krecs, size_t count,
+                       uint64_t mark)
 {
     size_t worst = strlen(stream_name) * 6 + 64, encoded = 0, naggs = 0;
     for (krec_t *k = krecs; k != NULL; k = k->next) {
@@ -1766,7 +1779,7 @@ static void send_batch(eddy_producer_t *p, stream_t *s, const char *stream_name,
         }
         jsonw_arr_end(&w);
         jsonw_obj_end(&w);
-        *sc = (send_call_t){p, s, krecs, count, now_ms(), held};
+        *sc = (send_call_t){p, s, krecs, count, now_ms(), held, mark};
         rc = eddy_client_call_async_borrowed(p->client, "PutRecords", body->data, body->len, on_put_records, sc);
     }
     free(aggs);
@@ -1781,7 +1794,7 @@ static void send_batch(eddy_producer_t *p, stream_t *s, const char *stream_name,
         sc = calloc(1, sizeof *sc);
     }
     if (sc != NULL) {
-        *sc = (send_call_t){p, s, krecs, count, now_ms(), held};
+        *sc = (send_call_t){p, s, krecs, count, now_ms(), held, mark};
         on_put_records(sc, &fake);
     } else if (held != NULL) {
         pthread_mutex_lock(&p->lock);
@@ -1838,10 +1851,11 @@ static bool batch_big(const eddy_producer_t *p, size_t n, size_t bytes)
  * have a request in flight: one request per shard at a time keeps each partition key's records in order.
  * It takes whole shards (each one's records in order, the first shard free first) until the batch is big
  * (batch_big) or full. Returns the list (NULL: nothing can go now) and its length in *count. */
-static krec_t *take_batch(eddy_producer_t *p, stream_t *s, size_t *count)
+static krec_t *take_batch(eddy_producer_t *p, stream_t *s, size_t *count, uint64_t *mark_out)
 {
     static _Atomic uint64_t batches;
     uint64_t mark = atomic_fetch_add(&batches, 1) + 1;
+    *mark_out = mark;
     krec_t *head = NULL, *tail = NULL;
     size_t n = 0, bytes = 0;
     bool full = false;
@@ -1991,7 +2005,8 @@ static int64_t round_once(eddy_producer_t *p, int64_t now)
         bool blocked = false;
         while (batch_due(p, s, now)) {
             size_t count = 0;
-            krec_t *head = take_batch(p, s, &count);
+            uint64_t mark;
+            krec_t *head = take_batch(p, s, &count, &mark);
             if (head == NULL) {
                 blocked = true; /* what is left waits for its shards' requests in flight, whose replies wake us */
                 break;
@@ -1999,7 +2014,7 @@ static int64_t round_once(eddy_producer_t *p, int64_t now)
             p->in_flight_requests++;
             char *name = s->name; /* streams live as long as the producer */
             pthread_mutex_unlock(&p->lock);
-            send_batch(p, s, name, head, count);
+            send_batch(p, s, name, head, count, mark);
             pthread_mutex_lock(&p->lock);
         }
         if (s->col_count > 0 && !blocked && s->col_deadline < next) {
@@ -2379,6 +2394,7 @@ void eddy_producer_destroy(eddy_producer_t *p)
             }
         }
         free(s->shards);
+        free(s->ranges);
         free(s->stage_bytes);
         free(s->name);
         free(s);
