@@ -108,6 +108,24 @@ typedef void (*eddy_put_fn)(void *arg, const eddy_put_result_t *result);
 EDDY_API int eddy_producer_put(eddy_producer_t *p, const char *stream, const char *partition_key, size_t pk_len,
                                const char *explicit_hash_key, const void *data, size_t data_len, eddy_put_fn done,
                                void *arg);
+/* One user record of eddy_producer_put_many: as eddy_producer_put's arguments; result is set. */
+typedef struct eddy_producer_record {
+    const char *partition_key;
+    size_t pk_len;
+    const char *explicit_hash_key; /* decimal text, or NULL */
+    const void *data;
+    size_t data_len;
+    eddy_put_fn done;
+    void *arg;
+    int result; /* out: 0 (accepted: done will be called), or what eddy_producer_put would have returned */
+} eddy_producer_record_t;
+
+/* Puts n user records of one stream, in order, as n calls of eddy_producer_put would, at less cost per
+ * record (one lock; without aggregation the partition keys are hashed side by side). Once a record is
+ * refused with EDDY_ERR_WOULD_BLOCK or EDDY_ERR_CLOSED, so are the ones after it. Returns how many were
+ * accepted. */
+EDDY_API size_t eddy_producer_put_many(eddy_producer_t *p, const char *stream, eddy_producer_record_t *recs,
+                                       size_t n);
 /* Sends what is buffered now, without waiting for deadlines (stream NULL: every stream). */
 EDDY_API void eddy_producer_flush(eddy_producer_t *p, const char *stream);
 /* Flushes and waits until no record is outstanding. Must not be called from a callback. */

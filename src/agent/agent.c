@@ -335,6 +335,7 @@ int agent_run(agent_config_t *cfg, const agent_options_t *opt)
         if (!stopping) {
             if (now - last_tail_ms >= TAIL_TICK_MS || now >= tail_next) {
                 tail_next = tailer_run(a.tailer, now);
+                sender_submit(a.sender); /* what the round read, to the producers together */
                 last_tail_ms = now;
                 events_pending = false;
             }

@@ -21,6 +21,7 @@
 #define WOULD_BLOCK_RETRY_MS 20
 #define INFLIGHT_SMALL 512      /* records up to this size (with their header, rounded up to 64 bytes) */
 #define INFLIGHT_SPARE_MAX 1024 /* are kept for reuse, this many at most (a batch is freed at once) */
+#define SUBMIT_MAX 256          /* records handed to the producers together (eddy_producer_put_many) */
 
 typedef struct producer_slot {
     eddy_producer_t *p;
@@ -44,6 +45,8 @@ struct sender {
     uint64_t rng;
     inflight_t *spare; /* small records for reuse */
     size_t nspare;
+    inflight_t *pending[SUBMIT_MAX]; /* queued in their sources, not yet put (sender_submit) */
+    size_t npending;
     bool closing; /* the producers are gone: nothing is put again */
 };
 
@@ -315,6 +318,51 @@ static void settle(sender_t *s, tail_source_t *src)
     }
 }
 
+/* What happens to a record a producer refused (rc not 0). */
+static void refused(sender_t *s, inflight_t *rec, int rc)
+{
+    if (rc == EDDY_ERR_WOULD_BLOCK) {
+        wait_again(s, rec, 0);
+        return;
+    }
+    /* refused for good: dropped, and the checkpoint may pass it */
+    tail_source_t *src = rec->src;
+    if (src->flow->stats.records_dropped++ < 10) {
+        log_warn("agent: %s: a record of %zu bytes at byte %lld was refused (%s): dropped", src->path, rec->len,
+                 (long long)rec->end_offset, eddy_err_name(rc));
+    }
+    rec->status = INFLIGHT_ACKED;
+    settle(s, src);
+}
+
+void sender_submit(sender_t *s)
+{
+    eddy_producer_record_t recs[SUBMIT_MAX];
+    size_t i = 0;
+    while (i < s->npending) {
+        /* a run of records for one producer and stream */
+        inflight_t *first = s->pending[i];
+        const char *stream = first->src->flow->cfg->stream;
+        size_t n = 0;
+        while (i + n < s->npending && s->pending[i + n]->producer == first->producer &&
+               s->pending[i + n]->src->flow->cfg->stream == stream) {
+            inflight_t *rec = s->pending[i + n];
+            recs[n] = (eddy_producer_record_t){.partition_key = rec->bytes + rec->len, .pk_len = rec->pk_len,
+                                               .data = rec->bytes, .data_len = rec->len, .done = on_done,
+                                               .arg = rec};
+            n++;
+        }
+        eddy_producer_put_many(s->producers[first->producer].p, stream, recs, n);
+        for (size_t k = 0; k < n; k++) {
+            if (recs[k].result != EDDY_OK) {
+                refused(s, s->pending[i + k], recs[k].result);
+            }
+        }
+        i += n;
+    }
+    s->npending = 0;
+}
+
 int sender_put(sender_t *s, tail_source_t *src, const char *data, size_t len, int64_t end_offset)
 {
     if (!sender_has_room(s)) {
@@ -351,23 +399,16 @@ int sender_put(sender_t *s, tail_source_t *src, const char *data, size_t len, in
     src->q_count++;
     s->buffered_bytes += len;
     s->buffered_records++;
-    int rc = put_one(s, rec);
-    if (rc == EDDY_ERR_WOULD_BLOCK) {
-        wait_again(s, rec, 0);
-    } else if (rc != EDDY_OK) {
-        /* refused for good: dropped, and the checkpoint may pass it */
-        if (src->flow->stats.records_dropped++ < 10) {
-            log_warn("agent: %s: a record of %zu bytes at byte %lld was refused (%s): dropped", src->path, len,
-                     (long long)end_offset, eddy_err_name(rc));
-        }
-        rec->status = INFLIGHT_ACKED;
-        settle(s, src);
+    s->pending[s->npending++] = rec;
+    if (s->npending == SUBMIT_MAX) {
+        sender_submit(s);
     }
     return 0;
 }
 
 int64_t sender_drain(sender_t *s, int64_t now)
 {
+    sender_submit(s);
     uint64_t counter;
     ssize_t r = read(s->wake_fd, &counter, sizeof counter);
     (void)r;
@@ -422,6 +463,7 @@ int64_t sender_drain(sender_t *s, int64_t now)
 
 void sender_flush(sender_t *s)
 {
+    sender_submit(s);
     for (size_t i = 0; i < s->nproducers; i++) {
         eddy_producer_flush(s->producers[i].p, NULL);
     }
@@ -469,6 +511,7 @@ void sender_free(sender_t *s)
     if (s == NULL) {
         return;
     }
+    sender_submit(s);
     for (size_t i = 0; i < s->nproducers; i++) {
         eddy_producer_destroy(s->producers[i].p); /* every callback has run when it returns */
     }

@@ -58,12 +58,16 @@ void sender_free(sender_t *s);
 int sender_fd(const sender_t *s);
 bool sender_has_room(const sender_t *s);
 /* Copies the record (after processing) of src ending at end_offset, with its partition key worked out from
- * the flow's partitionKeyOption, and puts it. 0 (taken, or dropped and counted), or -EAGAIN (no room). */
+ * the flow's partitionKeyOption, and queues it for the next sender_submit. 0 (taken), or -EAGAIN (no
+ * room). */
 int sender_put(sender_t *s, tail_source_t *src, const char *data, size_t len, int64_t end_offset);
 /* Applies completions and re-puts what is due. Returns the next time it wants to run (monotonic ms). */
 int64_t sender_drain(sender_t *s, int64_t now);
 /* Sends every buffered record now (shutdown). */
 void sender_flush(sender_t *s);
+/* Hands the records sender_put queued to the producers (one call per run of records for a stream): after
+ * each round of the tailer, and by sender_drain, sender_flush and sender_free. */
+void sender_submit(sender_t *s);
 
 /* Frees the records still queued on src (after sender_free, or when src has none in flight). */
 void sender_release_queue(tail_source_t *src);

@@ -2303,6 +2303,133 @@ int eddy_producer_put(eddy_producer_t *p, const char *stream, const char *partit
     return EDDY_OK;
 }
 
+/* The unaggregated puts of put_many, under one lock: their hash keys are computed first, outside it, the
+ * partition keys' MD5s side by side (md5_multi). Refusals as eddy_producer_put's; once one is refused for
+ * lack of room, so are the rest (their order is kept). */
+static size_t put_many_alone(eddy_producer_t *p, const char *stream, eddy_producer_record_t *recs, size_t n)
+{
+    unsigned char (*hash)[16] = malloc((n > 0 ? n : 1) * sizeof *hash);
+    if (hash == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            recs[i].result = EDDY_ERR_NOMEM;
+        }
+        return 0;
+    }
+    const unsigned char *keys[STAGE_MAX];
+    size_t lens[STAGE_MAX], at[STAGE_MAX], nk = 0;
+    for (size_t i = 0; i < n; i++) {
+        eddy_producer_record_t *r = &recs[i];
+        r->result = EDDY_OK;
+        if (r->partition_key == NULL || r->pk_len == 0 || r->pk_len > 4 * PK_MAX ||
+            !valid_partition_key((const unsigned char *)r->partition_key, r->pk_len) ||
+            (r->data == NULL && r->data_len > 0)) {
+            r->result = EDDY_ERR_INVALID;
+        } else if (r->data_len > p->cfg.max_user_record_bytes) {
+            r->result = EDDY_ERR_TOO_LARGE;
+        } else if (r->explicit_hash_key != NULL) {
+            if (!eddy_hash_key_parse(r->explicit_hash_key, strlen(r->explicit_hash_key), hash[i])) {
+                r->result = EDDY_ERR_INVALID;
+            }
+        } else {
+            keys[nk] = (const unsigned char *)r->partition_key;
+            lens[nk] = r->pk_len;
+            at[nk++] = i;
+        }
+        if (nk == STAGE_MAX || (i + 1 == n && nk > 0)) {
+            unsigned char out[STAGE_MAX][16];
+            md5_multi(keys, lens, nk, out);
+            for (size_t k = 0; k < nk; k++) {
+                memcpy(hash[at[k]], out[k], 16);
+            }
+            nk = 0;
+        }
+    }
+    size_t accepted = 0;
+    int refused = EDDY_OK; /* once set, the rest are refused with it */
+    pthread_mutex_lock(&p->lock);
+    stream_t *s = find_stream(p, stream);
+    size_t col_before = s != NULL ? s->col_count : 0;
+    int64_t now = now_ms();
+    for (size_t i = 0; i < n; i++) {
+        eddy_producer_record_t *r = &recs[i];
+        if (r->result != EDDY_OK) {
+            continue;
+        }
+        size_t bytes = r->pk_len + r->data_len;
+        while (refused == EDDY_OK && !p->closed && p->outstanding > 0 &&
+               p->outstanding_bytes + bytes > p->cfg.max_outstanding_bytes) {
+            if (!p->cfg.block_when_full) {
+                refused = EDDY_ERR_WOULD_BLOCK;
+                break;
+            }
+            pthread_cond_wait(&p->room, &p->lock);
+        }
+        if (refused == EDDY_OK && p->closed) {
+            refused = EDDY_ERR_CLOSED;
+        }
+        if (refused == EDDY_OK && s == NULL) {
+            refused = EDDY_ERR_NOMEM;
+        }
+        const char *ehk = r->explicit_hash_key;
+        urec_t *u = refused == EDDY_OK ? urec_take(p, r->partition_key, r->pk_len, ehk, ehk != NULL ? strlen(ehk) : 0,
+                                                   r->data, r->data_len)
+                                       : NULL;
+        if (refused == EDDY_OK && u == NULL) {
+            refused = EDDY_ERR_NOMEM;
+        }
+        if (refused != EDDY_OK) {
+            r->result = refused;
+            continue;
+        }
+        memcpy(u->hash, hash[i], 16);
+        u->done = r->done;
+        u->arg = r->arg;
+        u->arrival_ms = now;
+        u->deadline_ms = now + p->cfg.buffered_ms;
+        dispatch(p, s, u);
+        p->outstanding++;
+        p->outstanding_bytes += bytes;
+        p->m.user_records_received++;
+        accepted++;
+    }
+    /* the same wake-up as for single puts: a stream that needs its map, no buffering, a full collector */
+    if (accepted > 0 && (!s->map_valid || p->cfg.buffered_ms == 0 ||
+                         (s->col_count > col_before && (s->col_count >= p->cfg.collection_max_count ||
+                                                        s->col_bytes >= p->cfg.collection_max_bytes)))) {
+        wake_thread(p);
+    }
+    pthread_mutex_unlock(&p->lock);
+    free(hash);
+    return accepted;
+}
+
+size_t eddy_producer_put_many(eddy_producer_t *p, const char *stream, eddy_producer_record_t *recs, size_t n)
+{
+    if (p == NULL || stream == NULL || stream[0] == '\0') {
+        for (size_t i = 0; recs != NULL && i < n; i++) {
+            recs[i].result = EDDY_ERR_INVALID;
+        }
+        return 0;
+    }
+    if (!p->cfg.aggregation) {
+        return put_many_alone(p, stream, recs, n);
+    }
+    /* aggregated puts are staged and hashed side by side by put itself */
+    size_t accepted = 0;
+    int refused = EDDY_OK;
+    for (size_t i = 0; i < n; i++) {
+        eddy_producer_record_t *r = &recs[i];
+        r->result = refused != EDDY_OK ? refused
+                                       : eddy_producer_put(p, stream, r->partition_key, r->pk_len,
+                                                           r->explicit_hash_key, r->data, r->data_len, r->done, r->arg);
+        if (r->result == EDDY_ERR_WOULD_BLOCK || r->result == EDDY_ERR_CLOSED) {
+            refused = r->result;
+        }
+        accepted += r->result == EDDY_OK;
+    }
+    return accepted;
+}
+
 void eddy_producer_flush(eddy_producer_t *p, const char *stream)
 {
     pthread_mutex_lock(&p->lock);

@@ -6,6 +6,7 @@
  * - with eddy's per-shard limits on, the rate limiter keeps throttles low and retries deliver everything;
  * - eddy killed with SIGKILL and restarted mid-run: every callback is a success (and the record is there)
  *   or a final error;
+ * - put_many, with and without aggregation: the same, invalid records refused in place;
  * - destroy drains (every callback ran before it returns); configuration errors are clear.
  * Records carry their number in their data ("<8-byte index>" + padding), which is how they are found.
  */
@@ -298,6 +299,78 @@ Test(producer, million_records_aggregated_exactly_once_in_order, .timeout = 300)
     run_free(run);
     eddy_client_free(c);
     eddy_process_cleanup(&e);
+}
+
+/* put_many: batches of records (some invalid: refused in place, no callback) land exactly once, in put order
+ * per key, the same without aggregation (hashed side by side, one lock) as with it. */
+static void put_many_run(const char *aggregation)
+{
+    const char *flags[] = {"--shard-limits", "off", "--durability", "none", NULL};
+    eddy_process_t e;
+    cr_assert_eq(eddy_process_start(&e, flags), 0);
+    eddy_client_t *c = client_for(&e);
+    create_stream(c, "many", 4);
+    eddy_producer_config_t *cfg = eddy_producer_config_new();
+    char err[256];
+    cr_assert_eq(eddy_producer_config_set(cfg, "aggregation", aggregation, err, sizeof err), 0);
+    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    cr_assert_not_null(p, "%s", err);
+    size_t n = 20000, batch = 300; /* batches that do not divide md5_multi's lanes evenly */
+    run_t *run = run_new(n);
+    static unsigned char data[20000][24];
+    static char pks[20000][16];
+    eddy_producer_record_t recs[301];
+    for (size_t from = 0; from < n; from += batch) {
+        size_t m = 0;
+        for (size_t i = from; i < from + batch && i < n; i++) {
+            uint64_t index = i;
+            memcpy(data[i], &index, 8);
+            memset(data[i] + 8, 'y', sizeof data[i] - 8);
+            int pklen = snprintf(pks[i], sizeof pks[i], "key-%zu", i % KEYS);
+            put_ctx_t *ctx = malloc(sizeof *ctx);
+            *ctx = (put_ctx_t){run, i};
+            recs[m++] = (eddy_producer_record_t){.partition_key = pks[i], .pk_len = (size_t)pklen,
+                                                 .data = data[i], .data_len = sizeof data[i], .done = on_done,
+                                                 .arg = ctx};
+            if (i % 1000 == 7) { /* an invalid one among them: an empty partition key */
+                recs[m++] = (eddy_producer_record_t){.partition_key = "", .pk_len = 0, .data = "z", .data_len = 1,
+                                                     .done = on_done, .arg = NULL};
+            }
+        }
+        size_t accepted = eddy_producer_put_many(p, "many", recs, m);
+        size_t expect = 0;
+        for (size_t k = 0; k < m; k++) {
+            if (recs[k].pk_len == 0) {
+                cr_assert_eq(recs[k].result, EDDY_ERR_INVALID);
+            } else {
+                cr_assert_eq(recs[k].result, EDDY_OK, "record %zu: %s", k, eddy_err_name(recs[k].result));
+                expect++;
+            }
+        }
+        cr_assert_eq(accepted, expect);
+    }
+    eddy_producer_flush_sync(p);
+    cr_assert_eq(atomic_load(&run->callbacks), n);
+    cr_assert_eq(atomic_load(&run->failures), 0);
+    eddy_producer_destroy(p);
+    reader_t rd = {0};
+    read_all(c, "many", &rd);
+    cr_assert_eq(rd.n, n);
+    verify(run, &rd, false, true);
+    free(rd.seen);
+    run_free(run);
+    eddy_client_free(c);
+    eddy_process_cleanup(&e);
+}
+
+Test(producer, put_many_without_aggregation, .timeout = 300)
+{
+    put_many_run("false");
+}
+
+Test(producer, put_many_with_aggregation, .timeout = 300)
+{
+    put_many_run("true");
 }
 
 Test(producer, rate_limiter_keeps_throttles_low_and_retries_deliver, .timeout = 300)
