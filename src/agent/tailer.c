@@ -511,7 +511,10 @@ static void classify(tailer_t *t, tail_source_t *s, int64_t now)
     int64_t timeout = s->flow->cfg->partial_line_timeout_ms;
     tail_source_t *owner = s->fp_len > 0 ? fingerprint_owner(s->flow, s, s->fp, s->fp_len) : NULL;
     if (s->fp_len == 0 && now - s->created_ms < timeout) {
-        schedule(t, s, s->created_ms + timeout);
+        /* empty so far (a new file is often created, then written): looked at again soon, not only once
+         * the timeout is over, else a rotation's new file would wait that long for its first read */
+        int64_t again = now + s->flow->cfg->min_poll_interval_ms;
+        schedule(t, s, again < s->created_ms + timeout ? again : s->created_ms + timeout);
         return;
     }
     if (owner == NULL) {
