@@ -41,6 +41,7 @@ struct tailer {
     size_t nflows;
     int inotify_fd;
     uint64_t next_id;
+    uint64_t next_seq; /* tail_source_t.seq */
     char *rbuf; /* the shared read buffer: the largest record and one byte (TAIL_BACK_CHECK more before it) */
     size_t rbuf_cap;
     /* the last pread: bytes [last_base, last_base + last_n) of last_src's file, at last_ptr */
@@ -368,6 +369,7 @@ static tail_source_t *source_new(tailer_t *t, tail_flow_t *f, const char *path, 
         return NULL;
     }
     s->id = t->next_id++;
+    s->seq = ++t->next_seq;
     s->flow = f;
     s->wd = -1;
     s->path = p;
@@ -1639,6 +1641,12 @@ static void sweep(tailer_t *t, int64_t now)
     }
 }
 
+static int by_seq(const void *a, const void *b)
+{
+    const tail_source_t *x = *(tail_source_t *const *)a, *y = *(tail_source_t *const *)b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 int64_t tailer_run(tailer_t *t, int64_t now)
 {
     if (t->stopped) {
@@ -1688,6 +1696,15 @@ int64_t tailer_run(tailer_t *t, int64_t now)
         t->sched[kept++] = (struct sched_entry){s, due};
     }
     t->nsched = kept;
+    /* older sources first: a file and the one that replaced it due in the same round (after the tailer
+     * was held back for room, every file is) are read in that order, whatever their places in sched */
+    bool sorted = true;
+    for (size_t i = 1; i < t->ndue && sorted; i++) {
+        sorted = t->due[i - 1]->seq < t->due[i]->seq;
+    }
+    if (!sorted) {
+        qsort(t->due, t->ndue, sizeof *t->due, by_seq);
+    }
     for (size_t i = 0; i < t->ndue; i++) {
         if (t->due[i] != NULL) {
             read_source(t, t->due[i], now);

@@ -83,6 +83,7 @@ struct tail_source {
     int64_t changed_ms; /* when the size last changed */
     int64_t created_ms;
     int64_t renamed_ms; /* when a listing last found it under a new name (0: never) */
+    uint64_t seq;       /* the order sources were made in (oldest file first within a listing) */
     int header_left;   /* skipHeaderLines still to skip */
     bool runaway;      /* skipping the rest of a line that was cut */
     bool footer_seen;  /* fileFooterPattern matched: nothing more is read */
