@@ -2160,16 +2160,39 @@ static bool valid_partition_key(const unsigned char *s, size_t len)
     return chars >= 1 && chars <= PK_MAX;
 }
 
+/* A user record's keys and size as put checks them: 0, EDDY_ERR_INVALID or EDDY_ERR_TOO_LARGE. */
+static int check_record(const eddy_producer_t *p, const char *partition_key, size_t pk_len, const void *data,
+                        size_t data_len)
+{
+    if (partition_key == NULL || pk_len == 0 || pk_len > 4 * PK_MAX ||
+        !valid_partition_key((const unsigned char *)partition_key, pk_len) || (data == NULL && data_len > 0)) {
+        return EDDY_ERR_INVALID;
+    }
+    return data_len > p->cfg.max_user_record_bytes ? EDDY_ERR_TOO_LARGE : EDDY_OK;
+}
+
+/* Waits (block_when_full) until bytes more fit under max_outstanding_bytes (lock held): 0, or
+ * EDDY_ERR_WOULD_BLOCK, or EDDY_ERR_CLOSED. */
+static int wait_for_room(eddy_producer_t *p, size_t bytes)
+{
+    while (!p->closed && p->outstanding > 0 && p->outstanding_bytes + bytes > p->cfg.max_outstanding_bytes) {
+        if (!p->cfg.block_when_full) {
+            return EDDY_ERR_WOULD_BLOCK;
+        }
+        pthread_cond_wait(&p->room, &p->lock);
+    }
+    return p->closed ? EDDY_ERR_CLOSED : EDDY_OK;
+}
+
 int eddy_producer_put(eddy_producer_t *p, const char *stream, const char *partition_key, size_t pk_len,
                       const char *explicit_hash_key, const void *data, size_t data_len, eddy_put_fn done, void *arg)
 {
-    if (p == NULL || stream == NULL || stream[0] == '\0' || partition_key == NULL || pk_len == 0 ||
-        pk_len > 4 * PK_MAX || !valid_partition_key((const unsigned char *)partition_key, pk_len) ||
-        (data == NULL && data_len > 0)) {
+    if (p == NULL || stream == NULL || stream[0] == '\0') {
         return EDDY_ERR_INVALID;
     }
-    if (data_len > p->cfg.max_user_record_bytes) {
-        return EDDY_ERR_TOO_LARGE;
+    int checked = check_record(p, partition_key, pk_len, data, data_len);
+    if (checked != EDDY_OK) {
+        return checked;
     }
     unsigned char hash[16];
     size_t ehk_len = explicit_hash_key != NULL ? strlen(explicit_hash_key) : 0;
@@ -2190,17 +2213,7 @@ int eddy_producer_put(eddy_producer_t *p, const char *stream, const char *partit
      * on its own. */
     urec_t *u = NULL;
     pthread_mutex_lock(&p->lock);
-    int rc = EDDY_OK;
-    while (!p->closed && p->outstanding > 0 && p->outstanding_bytes + bytes > p->cfg.max_outstanding_bytes) {
-        if (!p->cfg.block_when_full) {
-            rc = EDDY_ERR_WOULD_BLOCK;
-            break;
-        }
-        pthread_cond_wait(&p->room, &p->lock);
-    }
-    if (rc == EDDY_OK && p->closed) {
-        rc = EDDY_ERR_CLOSED;
-    }
+    int rc = wait_for_room(p, bytes);
     if (rc == EDDY_OK && !p->cfg.aggregation &&
         (u = urec_take(p, partition_key, pk_len, explicit_hash_key, ehk_len, data, data_len)) == NULL) {
         rc = EDDY_ERR_NOMEM;
@@ -2319,13 +2332,9 @@ static size_t put_many_alone(eddy_producer_t *p, const char *stream, eddy_produc
     size_t lens[STAGE_MAX], at[STAGE_MAX], nk = 0;
     for (size_t i = 0; i < n; i++) {
         eddy_producer_record_t *r = &recs[i];
-        r->result = EDDY_OK;
-        if (r->partition_key == NULL || r->pk_len == 0 || r->pk_len > 4 * PK_MAX ||
-            !valid_partition_key((const unsigned char *)r->partition_key, r->pk_len) ||
-            (r->data == NULL && r->data_len > 0)) {
-            r->result = EDDY_ERR_INVALID;
-        } else if (r->data_len > p->cfg.max_user_record_bytes) {
-            r->result = EDDY_ERR_TOO_LARGE;
+        r->result = check_record(p, r->partition_key, r->pk_len, r->data, r->data_len);
+        if (r->result != EDDY_OK) {
+            /* refused in place (the keys gathered so far are still hashed below) */
         } else if (r->explicit_hash_key != NULL) {
             if (!eddy_hash_key_parse(r->explicit_hash_key, strlen(r->explicit_hash_key), hash[i])) {
                 r->result = EDDY_ERR_INVALID;
@@ -2356,16 +2365,8 @@ static size_t put_many_alone(eddy_producer_t *p, const char *stream, eddy_produc
             continue;
         }
         size_t bytes = r->pk_len + r->data_len;
-        while (refused == EDDY_OK && !p->closed && p->outstanding > 0 &&
-               p->outstanding_bytes + bytes > p->cfg.max_outstanding_bytes) {
-            if (!p->cfg.block_when_full) {
-                refused = EDDY_ERR_WOULD_BLOCK;
-                break;
-            }
-            pthread_cond_wait(&p->room, &p->lock);
-        }
-        if (refused == EDDY_OK && p->closed) {
-            refused = EDDY_ERR_CLOSED;
+        if (refused == EDDY_OK) {
+            refused = wait_for_room(p, bytes);
         }
         if (refused == EDDY_OK && s == NULL) {
             refused = EDDY_ERR_NOMEM;
