@@ -874,6 +874,29 @@ static void to_collector(stream_t *s, krec_t *k)
     }
 }
 
+/* Puts Kinesis records that failed back at the head of their shard's queue in the collector, ahead of the
+ * records put after them: with one request per shard in flight (take_batch), a retry keeps the shard's
+ * order. back holds them in reverse order (the last one of the batch first); their map is the stream's. */
+static void to_collector_head(stream_t *s, krec_t *back)
+{
+    for (krec_t *k = back, *next; k != NULL; k = next) {
+        next = k->next;
+        shard_t *sh = &s->shards[k->shard];
+        k->next = sh->cq_head;
+        sh->cq_head = k;
+        if (sh->cq_tail == NULL) {
+            sh->cq_tail = k;
+        }
+        sh->col_count++;
+        sh->col_bytes += krec_bytes(k);
+        s->col_count++;
+        s->col_bytes += krec_bytes(k);
+        if (s->col_deadline == 0 || k->deadline_ms < s->col_deadline) {
+            s->col_deadline = k->deadline_ms;
+        }
+    }
+}
+
 /* Hands a Kinesis record to its shard's limiter, or straight to the collector without a prediction (or
  * with the limiter off). */
 static void to_limiter(eddy_producer_t *p, stream_t *s, krec_t *k)
@@ -1571,6 +1594,20 @@ static bool lands_in(const stream_t *s, const krec_t *k, const char *shard_id, s
     return false;
 }
 
+/* Notes a failed attempt in the history of each user record a krec still carries. */
+static void note_attempt(krec_t *k, int64_t start_ms, int64_t now, const char *code, const char *message)
+{
+    if (k->urec != NULL) {
+        history_add(&k->urec->history, start_ms, now, true, code, message);
+        return;
+    }
+    for (size_t i = 0; i < k->count; i++) {
+        if (k->slots[i].done != NULL) {
+            history_add(&k->slots[i].history, start_ms, now, true, code, message);
+        }
+    }
+}
+
 static void on_put_records(void *arg, const eddy_response_t *resp)
 {
     send_call_t *sc = arg;
@@ -1590,6 +1627,7 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
     int64_t now = now_ms();
     done_list_t dl = {0};
     krec_t *landed = NULL, *landed_tail = NULL; /* succeeded: completed after the lock is released */
+    krec_t *back = NULL;                        /* retried whole, in reverse order */
     pthread_mutex_lock(&p->lock);
     stream_t *s = sc->s;
     body_give(p, sc->body);
@@ -1614,13 +1652,14 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
         size_t shard_id_len = all_ok ? quick[i].shard_id_len : shard_id != NULL ? strlen(shard_id) : 0;
         const char *code = all_ok ? NULL : entry != NULL ? str_field(entry, "ErrorCode") : whole_code;
         const char *message = all_ok ? NULL : entry != NULL ? str_field(entry, "ErrorMessage") : resp->message;
-        bool success = seq != NULL && shard_id != NULL;
+        bool success = seq != NULL && shard_id != NULL, wrong_shard = false;
         if (success && k->shard >= 0 && !same_id(k->shard_id, shard_id, shard_id_len)) {
             /* misrouted: the map is stale. An aggregate that did not land where all its records belong
              * would be dropped by KCL readers: put its records again ("Wrong Shard", as the KPL does). */
             stale_map = true;
             if (k->count > 1 && !lands_in(s, k, shard_id, shard_id_len)) {
                 success = false;
+                wrong_shard = true;
                 code = "Wrong Shard";
                 message = "the aggregate landed on a shard that does not hold all its records";
             }
@@ -1653,6 +1692,15 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
          * deadline now + buffered time / 2) */
         bool final = (entry == NULL && resp->err == EDDY_ERR_SERVICE && !resp->retriable) ||
                      (throttled && p->cfg.fail_if_throttled);
+        if (!final && !wrong_shard && k->shard >= 0 && k->map_gen == s->map_gen && now < k->expiration_ms) {
+            /* still where it belongs and none of its records expired: retried whole, ahead of younger
+             * records of its shard (to_collector_head), so that the shard's order holds */
+            note_attempt(k, sc->start_ms, now, code, message);
+            k->deadline_ms = now + p->cfg.buffered_ms / 2;
+            k->next = back;
+            back = k;
+            continue;
+        }
         again_t g = {
             .p = p,
             .s = s,
@@ -1669,6 +1717,7 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
         k->next = NULL;
         route_again(&g, &dl);
     }
+    to_collector_head(s, back);
     if (stale_map) {
         request_map(p, s);
     }

@@ -404,8 +404,15 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
         return;
     }
 
-    /* Route and rate-limit. */
+    /* Route and rate-limit. Once a shard refused a record of the request for its rate, it refuses the
+     * request's later records too (even smaller ones that would fit): a client retrying the refused ones
+     * then keeps each shard's order. */
     p->groups = calloc(count, sizeof *p->groups);
+    const shard_t **refused = calloc(count + 1, sizeof *refused);
+    if (refused == NULL) {
+        abort();
+    }
+    size_t nrefused = 0;
     for (size_t i = 0; i < count; i++) {
         put_record_t *r = &p->records[i];
         r->shard = route(s, keys[i]);
@@ -413,15 +420,23 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
             r->state = REC_FAILED;
             continue;
         }
+        bool was_refused = false;
+        for (size_t k = 0; k < nrefused && !was_refused; k++) {
+            was_refused = refused[k] == r->shard;
+        }
         /* copies for the reply, which is built after the catalog lock was released */
         r->shard_index = r->shard->index;
         r->shard_created_ms = r->shard->created_ms;
         if (s->cfg.mode == STREAM_ON_DEMAND) {
             dataplane_note_demand(r->shard->rt, r->data_len + r->pk_len);
         }
-        if (srv->cfg.shard_limits && !dataplane_take_write(r->shard->rt, c->now_ms, r->data_len + r->pk_len)) {
+        if (srv->cfg.shard_limits &&
+            (was_refused || !dataplane_take_write(r->shard->rt, c->now_ms, r->data_len + r->pk_len))) {
             r->state = REC_THROTTLED;
             dataplane_count(s, &r->shard->rt->m_write_throttled, METRIC_WRITE_PROVISIONED_THROUGHPUT_EXCEEDED, 1);
+            if (!was_refused) {
+                refused[nrefused++] = r->shard;
+            }
             continue;
         }
         size_t g = 0;
@@ -434,6 +449,7 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
         }
         r->group = (int)g;
     }
+    free(refused);
     free(keys);
 
     /* Append each shard's records in request order with one call. */
