@@ -100,7 +100,10 @@ static size_t producer_for(sender_t *s, const agent_flow_config_t *fl, char *err
     rc = rc ? rc : set(pc, "collection_max_count", v, err, errlen);
     snprintf(v, sizeof v, "%lld", (long long)(fl->max_buffer_bytes < 52224 ? 52224 : fl->max_buffer_bytes));
     rc = rc ? rc : set(pc, "collection_max_bytes", v, err, errlen);
-    rc = rc ? rc : set(pc, "record_ttl_ms", "10000", err, errlen);
+    /* records never expire in the producer: it retries a failed one ahead of the file's later records
+     * (the file's order holds however long the stream is down); the agent's own retries, with its backoff,
+     * are for records the producer failed for good (a missing stream) */
+    rc = rc ? rc : set(pc, "record_ttl_ms", "1000000000000000", err, errlen);
     snprintf(v, sizeof v, "%zu", outstanding);
     rc = rc ? rc : set(pc, "max_outstanding_bytes", v, err, errlen);
     rc = rc ? rc : set(pc, "block_when_full", "false", err, errlen);
@@ -291,7 +294,18 @@ static void wait_again(sender_t *s, inflight_t *rec, int64_t at)
     }
     rec->status = INFLIGHT_WAITING;
     rec->retry_at_ms = at;
+    rec->src->q_waiting++;
     s->waiting[s->nwaiting++] = rec;
+}
+
+/* Waiting records by source, each source's in file order. */
+static int cmp_waiting(const void *a, const void *b)
+{
+    const inflight_t *x = *(inflight_t *const *)a, *y = *(inflight_t *const *)b;
+    if (x->src != y->src) {
+        return x->src->seq < y->src->seq ? -1 : 1;
+    }
+    return x->end_offset < y->end_offset ? -1 : x->end_offset > y->end_offset;
 }
 
 /* Pops the acknowledged prefix of src's queue. */
@@ -356,6 +370,8 @@ void sender_submit(sender_t *s)
         for (size_t k = 0; k < n; k++) {
             if (recs[k].result != EDDY_OK) {
                 refused(s, s->pending[i + k], recs[k].result);
+            } else {
+                s->pending[i + k]->src->q_sent++;
             }
         }
         i += n;
@@ -399,6 +415,10 @@ int sender_put(sender_t *s, tail_source_t *src, const char *data, size_t len, in
     src->q_count++;
     s->buffered_bytes += len;
     s->buffered_records++;
+    if (src->q_waiting > 0) {
+        wait_again(s, rec, 0); /* behind the file's records waiting to be put again */
+        return 0;
+    }
     s->pending[s->npending++] = rec;
     if (s->npending == SUBMIT_MAX) {
         sender_submit(s);
@@ -416,6 +436,7 @@ int64_t sender_drain(sender_t *s, int64_t now)
     for (inflight_t *rec = list, *next; rec != NULL; rec = next) {
         next = rec->done_next;
         tail_flow_stats_t *st = &rec->src->flow->stats;
+        rec->src->q_sent--;
         if (rec->done_err == EDDY_OK) {
             rec->status = INFLIGHT_ACKED;
             st->records_sent++;
@@ -434,12 +455,30 @@ int64_t sender_drain(sender_t *s, int64_t now)
         }
         settle(s, rec->src); /* may free rec */
     }
+    /* the records to put again, each file's in order: a file's record waits while an earlier one does, and
+     * they all wait while the file has records in a producer (those may fail too, and then go first) */
     int64_t next = now + 60000;
-    for (size_t i = 0; i < s->nwaiting;) {
+    if (s->nwaiting > 1) {
+        qsort(s->waiting, s->nwaiting, sizeof *s->waiting, cmp_waiting);
+    }
+    const tail_source_t *src_now = NULL;
+    bool blocked = false;
+    size_t kept = 0;
+    for (size_t i = 0; i < s->nwaiting; i++) {
         inflight_t *rec = s->waiting[i];
+        tail_source_t *src = rec->src;
+        if (src != src_now) {
+            src_now = src;
+            blocked = src->q_sent > 0;
+        }
+        if (blocked) {
+            s->waiting[kept++] = rec;
+            continue;
+        }
         if (rec->retry_at_ms > now || s->closing) {
             next = rec->retry_at_ms < next ? rec->retry_at_ms : next;
-            i++;
+            blocked = true;
+            s->waiting[kept++] = rec;
             continue;
         }
         rec->status = INFLIGHT_SENT;
@@ -448,16 +487,19 @@ int64_t sender_drain(sender_t *s, int64_t now)
             rec->status = INFLIGHT_WAITING;
             rec->retry_at_ms = now + WOULD_BLOCK_RETRY_MS;
             next = rec->retry_at_ms < next ? rec->retry_at_ms : next;
-            i++;
+            blocked = true;
+            s->waiting[kept++] = rec;
             continue;
         }
-        s->waiting[i] = s->waiting[--s->nwaiting];
+        src->q_waiting--;
+        src->q_sent += rc == EDDY_OK;
         if (rc != EDDY_OK) {
             rec->status = INFLIGHT_ACKED;
-            rec->src->flow->stats.records_dropped++;
-            settle(s, rec->src);
+            src->flow->stats.records_dropped++;
+            settle(s, src); /* may free rec */
         }
     }
+    s->nwaiting = kept;
     return next;
 }
 

@@ -115,6 +115,8 @@ struct tail_source {
     /* owned by the sender: records in flight, in file order */
     struct inflight *q_head, *q_tail;
     size_t q_count;
+    size_t q_waiting;     /* of them, waiting to be put again: the later ones wait behind them (file order) */
+    size_t q_sent;        /* of them, in a producer (put, not yet completed) */
     int64_t acked_offset; /* the end of the acknowledged prefix */
 
     tail_source_t *next, *prev;           /* the flow's list */

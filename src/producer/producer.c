@@ -337,6 +337,7 @@ typedef struct stream {
     int64_t col_deadline;
     size_t take_from; /* the shard take_batch looks at first (turns round, so none waits behind others) */
     bool flush; /* send everything without waiting for deadlines */
+    bool lim_started; /* a limiter queue got its first record since a put last looked (limiter_wake) */
 } stream_t;
 
 #define KREC_POOL_MAX 256 /* emptied krecs kept with their memory (aggregate, slots) under load */
@@ -911,8 +912,17 @@ static void to_limiter(eddy_producer_t *p, stream_t *s, krec_t *k)
         sh->lim_tail->next = k;
     } else {
         sh->lim_head = k;
+        s->lim_started = true;
     }
     sh->lim_tail = k;
+}
+
+/* Whether puts that started a limiter queue must wake the producer's thread: it moves a limiter's records
+ * to the collector when it wakes, so it must not sleep past their deadline (a record puts made is due
+ * buffered time after now). The thread clears lim_started when it drains the limiters. */
+static bool limiter_wake(const eddy_producer_t *p, const stream_t *s, int64_t now)
+{
+    return s->lim_started && now + p->cfg.buffered_ms < p->wake_at;
 }
 
 static int first_record(void *arg, const eddy_user_record_t *r)
@@ -2044,6 +2054,7 @@ static int64_t round_once(eddy_producer_t *p, int64_t now)
                 next = open->deadline_ms;
             }
         }
+        s->lim_started = false;
         drain_limiters(p, s, now);
         for (size_t i = 0; i < s->nshards; i++) {
             if (s->shards[i].lim_head != NULL && now + LIMITER_TICK_MS < next) {
@@ -2085,6 +2096,10 @@ static void *producer_main(void *arg)
             /* puts staged while the round had the lock released: due at their first one's deadline */
             if (s->nstaged > 0 && s->stage[0].arrival_ms + p->cfg.buffered_ms < next) {
                 next = s->stage[0].arrival_ms + p->cfg.buffered_ms;
+            }
+            /* and limiter queues they started */
+            if (s->lim_started && now + LIMITER_TICK_MS < next) {
+                next = now + LIMITER_TICK_MS;
             }
         }
         now = now_ms();
@@ -2281,7 +2296,6 @@ int eddy_producer_put(eddy_producer_t *p, const char *stream, const char *partit
     uint64_t seals_before = p->seal_count;
     size_t col_before = rc == EDDY_OK ? s->col_count : 0;
     int shard = -1;
-    krec_t *lim_before = NULL;
     if (rc == EDDY_OK && staging) {
         staged_t *st = &s->stage[s->nstaged++];
         *st = (staged_t){done, arg, now, s->stage_len, (uint32_t)data_len, (uint16_t)pk_len};
@@ -2305,7 +2319,6 @@ int eddy_producer_put(eddy_producer_t *p, const char *stream, const char *partit
             rc = EDDY_ERR_NOMEM;
         }
         shard = rc == EDDY_OK && s->map_valid && p->cfg.aggregation ? predict(s, hash) : -1;
-        lim_before = shard >= 0 ? s->shards[shard].lim_tail : NULL;
     }
     if (rc == EDDY_OK && !staging && u == NULL) {
         route_t r = {partition_key, pk_len, explicit_hash_key, data, data_len, now + p->cfg.buffered_ms};
@@ -2339,10 +2352,7 @@ int eddy_producer_put(eddy_producer_t *p, const char *stream, const char *partit
                  (s->col_count >= p->cfg.collection_max_count || s->col_bytes >= p->cfg.collection_max_bytes ||
                   (shard >= 0 && !s->shards[shard].busy &&
                    batch_big(p, s->shards[shard].col_count, s->shards[shard].col_bytes))));
-    if (!wake && shard >= 0 && s->map_valid && (size_t)shard < s->nshards) {
-        shard_t *sh = &s->shards[shard];
-        wake = sh->lim_tail != lim_before && sh->lim_head == sh->lim_tail;
-    }
+    wake = limiter_wake(p, s, now) || wake;
     if (!wake && staging && s->nstaged == 1) {
         wake = now + p->cfg.buffered_ms < p->wake_at;
     }
@@ -2351,8 +2361,7 @@ int eddy_producer_put(eddy_producer_t *p, const char *stream, const char *partit
         wake = s->col_count >= p->cfg.collection_max_count || s->col_bytes >= p->cfg.collection_max_bytes;
         for (size_t i = 0; !wake && i < s->nshards; i++) {
             const shard_t *sh = &s->shards[i];
-            wake = (!sh->busy && batch_big(p, sh->col_count, sh->col_bytes)) ||
-                   (sh->lim_head != NULL && sh->lim_head == sh->lim_tail);
+            wake = !sh->busy && batch_big(p, sh->col_count, sh->col_bytes);
         }
     }
     if (wake) {
@@ -2442,8 +2451,9 @@ static size_t put_many_alone(eddy_producer_t *p, const char *stream, eddy_produc
         p->m.user_records_received++;
         accepted++;
     }
-    /* the same wake-up as for single puts: a stream that needs its map, no buffering, a full collector */
-    if (accepted > 0 && (!s->map_valid || p->cfg.buffered_ms == 0 ||
+    /* the same wake-up as for single puts: a stream that needs its map, no buffering, a full collector, a
+     * limiter queue started that the thread would drain too late */
+    if (accepted > 0 && (limiter_wake(p, s, now) || !s->map_valid || p->cfg.buffered_ms == 0 ||
                          (s->col_count > col_before && (s->col_count >= p->cfg.collection_max_count ||
                                                         s->col_bytes >= p->cfg.collection_max_bytes)))) {
         wake_thread(p);

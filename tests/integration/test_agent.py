@@ -7,7 +7,8 @@
 * restarts mid-shift: a writer rotates ten times a second in logrotate's numbering while the agent is
   killed and started again fifteen times; every line arrives and the first arrivals are in order;
 * eddy down: the agent holds at most eddy.maxBufferedBytes, stops reading (the lag grows), and catches up
-  once eddy is back on the same port;
+  once eddy is back on the same port, each shard's lines in file order;
+* a stream created after the agent started: the lines are held, and then all arrive;
 * processing options end to end (LOGTOJSON, CSVTOJSON, partition key from a field), two flows into two
   streams, malformed lines dropped or kept raw and counted;
 * multi-line records, skipped headers, a cut runaway line, a partial last line after its timeout, and exact
@@ -163,21 +164,28 @@ def make_stream(kinesis, shards=1):
     return name
 
 
-def read_stream(kinesis, stream, arrivals=False):
-    """Every record of every shard, in shard order: [(partition key, data bytes)] (with arrivals: and its
+def read_shards(kinesis, stream, arrivals=False):
+    """Every record of each shard: {shard id: [(partition key, data bytes)]} (with arrivals: and its
     ApproximateArrivalTimestamp in epoch seconds as a third item)."""
-    out = []
+    out = {}
     for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        records = out[shard["ShardId"]] = []
         it = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
                                         ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
         while it:
             got = kinesis.get_records(ShardIterator=it, Limit=10000)
-            out += [(r["PartitionKey"], r["Data"], r["ApproximateArrivalTimestamp"].timestamp()) if arrivals
-                    else (r["PartitionKey"], r["Data"]) for r in got["Records"]]
+            records += [(r["PartitionKey"], r["Data"], r["ApproximateArrivalTimestamp"].timestamp()) if arrivals
+                        else (r["PartitionKey"], r["Data"]) for r in got["Records"]]
             if not got["Records"] and got.get("MillisBehindLatest", 0) == 0:
                 break
             it = got.get("NextShardIterator")
     return out
+
+
+def read_stream(kinesis, stream, arrivals=False):
+    """Every record of every shard, in shard order: [(partition key, data bytes)] (with arrivals: and its
+    ApproximateArrivalTimestamp in epoch seconds as a third item)."""
+    return [r for records in read_shards(kinesis, stream, arrivals).values() for r in records]
 
 
 def free_port():
@@ -423,16 +431,65 @@ def test_eddy_down_buffers_to_its_bound_and_catches_up(tmp_path, agents):
         kinesis = make_kinesis(eddy.endpoint)
         wait_until(lambda: agent.total("eddy_agent_records_sent_total") >= 22000, timeout=90, interval=0.2,
                    message="caught up")
-        got = [d for _, d in read_stream(kinesis, stream)]
+        shards = read_shards(kinesis, stream)
+        got = [d for records in shards.values() for _, d in records]
         counts = collections.Counter(got)
         assert len(counts) == 22000, f"{22000 - len(counts)} lines missing"
         print(f"eddy-down test: {sum(counts.values()) - len(counts)} duplicates, "
               f"{agent.total('eddy_agent_record_send_errors_total'):.0f} failed attempts retried")
+        for shard, records in shards.items():  # the file's order holds through the failures and retries
+            seen, order = set(), []
+            for _, d in records:
+                if d not in seen:
+                    seen.add(d)
+                    order.append(d)
+            slips = [(a[:12], b[:12]) for a, b in zip(order, order[1:]) if b < a]
+            assert not slips, f"{shard}: first arrivals out of order at {slips[:5]}"
         assert agent.stop() == 0
         assert not agent.problems(), agent.problems()
     finally:
         close_clients()
         eddy.cleanup()
+
+
+def test_a_stream_created_later_gets_every_line_in_order(eddy, kinesis, tmp_path, agents):
+    """The agent starts before its stream exists: it holds the lines (put again with backoff), reads on as
+    the files grow, and once the stream is created every line arrives."""
+    stream = unique_name("agent-later")
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    for log in logs:
+        with open(log, "w") as f:
+            f.writelines(f"{log.stem} {i:06d} {'z' * 60}\n" for i in range(1500))
+    cfg = write_config(tmp_path / "agent.json", eddy.endpoint, [
+        {"filePattern": str(tmp_path / "*.log"), "kinesisStream": stream, "initialPosition": "START_OF_FILE",
+         "maxBufferAgeMillis": 100, "retryInitialBackoffMillis": 50, "retryMaxBackoffMillis": 200}])
+    agent = agents(cfg).start()
+    wait_until(lambda: agent.metrics()["eddy_agent_buffered_records"][""] == 3000, timeout=30,
+               message="the lines read and held")
+    for log in logs:  # more lines while the stream is missing: they queue behind the held ones
+        with open(log, "a") as f:
+            f.writelines(f"{log.stem} {i:06d} {'z' * 60}\n" for i in range(1500, 2000))
+    wait_until(lambda: agent.metrics()["eddy_agent_buffered_records"][""] == 4000, timeout=30,
+               message="the new lines read and held")
+    assert agent.total("eddy_agent_records_sent_total") == 0
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    wait_until(lambda: agent.total("eddy_agent_records_sent_total") == 4000, timeout=60, interval=0.2,
+               message="every line sent")
+    got = [d.decode().split(" ") for _, d in read_stream(kinesis, stream)]
+    slips = 0
+    for log in logs:
+        seen, order = set(), []
+        for name, seq, _ in got:
+            if name == log.stem and seq not in seen:
+                seen.add(seq)
+                order.append(int(seq))
+        assert sorted(order) == list(range(2000)), f"{log.name}: {2000 - len(order)} lines missing"
+        # not asserted: a record the producer failed for good (no such stream) is put again by the agent,
+        # and may land after later lines the producer still held when the stream appeared
+        slips += sum(1 for a, b in zip(order, order[1:]) if b < a)
+    print(f"stream created later: {len(got) - 4000} duplicates, {slips} lines landed before earlier ones")
+    assert agent.stop() == 0
+    assert not agent.problems(), agent.problems()
 
 
 # ---------------------------------------------------------------------------------------------------
