@@ -29,6 +29,7 @@
  * ones wake the loop through inotify; a tick batches the reads that fall due and the events the kernel
  * queues meanwhile (its queue holds 16384). */
 #define TAIL_TICK_MS 20
+#define DRAIN_TICK_MS 50
 
 typedef struct agent {
     agent_config_t *cfg;
@@ -362,7 +363,13 @@ int agent_run(agent_config_t *cfg, const agent_options_t *opt)
         }
         size_t n = 0;
         fds[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
-        fds[n++] = (struct pollfd){.fd = sender_fd(a.sender), .events = POLLIN};
+        /* completions are taken every DRAIN_TICK_MS (or with the tailer's rounds), not as each reply
+         * comes, unless reading waits for the room they free, or the agent is stopping */
+        if (a.full || stopping) {
+            fds[n++] = (struct pollfd){.fd = sender_fd(a.sender), .events = POLLIN};
+        } else if (sender_buffered_records(a.sender) > 0) {
+            next = min64(next, now + DRAIN_TICK_MS);
+        }
         size_t tail_at = n;
         /* events came within the tick: leave them queued until it ends instead of waking for each */
         bool hold = events_pending && now - last_tail_ms < TAIL_TICK_MS;
