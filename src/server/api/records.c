@@ -408,10 +408,7 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
      * request's later records too (even smaller ones that would fit): a client retrying the refused ones
      * then keeps each shard's order. */
     p->groups = calloc(count, sizeof *p->groups);
-    const shard_t **refused = calloc(count + 1, sizeof *refused);
-    if (refused == NULL) {
-        abort();
-    }
+    const shard_t **refused = NULL; /* allocated at the first refusal */
     size_t nrefused = 0;
     for (size_t i = 0; i < count; i++) {
         put_record_t *r = &p->records[i];
@@ -435,6 +432,9 @@ static void do_put(api_call_t *c, bool single, const put_body_t *body)
             r->state = REC_THROTTLED;
             dataplane_count(s, &r->shard->rt->m_write_throttled, METRIC_WRITE_PROVISIONED_THROUGHPUT_EXCEEDED, 1);
             if (!was_refused) {
+                if (refused == NULL && (refused = calloc(count, sizeof *refused)) == NULL) {
+                    abort();
+                }
                 refused[nrefused++] = r->shard;
             }
             continue;
