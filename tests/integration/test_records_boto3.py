@@ -1011,6 +1011,26 @@ def test_put_records_throttled_per_record(eddy, kinesis):
         assert triples(read_shard(kin, name, sid)) == want
 
 
+def test_put_records_a_shard_that_throttled_refuses_the_rest_of_the_request(eddy, kinesis):
+    """Once a shard refused a record of a PutRecords for its rate, the request's later records for that
+    shard are refused too, smaller ones that would fit included: what was accepted is a prefix per shard,
+    so a client that retries the refused records keeps the shard's order."""
+    kin = kinesis
+    name = new_stream(kin, 2)
+    ranges = ranges_of(kin, name)
+    pk_hot, pk_cold = partition_key_in(ranges, shard_id(0)), partition_key_in(ranges, shard_id(1))
+    big = bytes(300 * 1024)
+    recs = [{"Data": big, "PartitionKey": pk_hot} for _ in range(8)]  # 2.4 MB: over the shard's 1 MiB/s
+    recs += [{"Data": b"small", "PartitionKey": pk_hot}, {"Data": b"cold", "PartitionKey": pk_cold}]
+    reply = kin.put_records(StreamName=name, Records=recs)
+    hot = ["ErrorCode" in e for e, r in zip(reply["Records"], recs) if r["PartitionKey"] == pk_hot]
+    assert any(hot)
+    first = hot.index(True)
+    assert all(hot[first:]), f"a later record of the shard was accepted after a refusal: {hot}"
+    assert "ErrorCode" not in reply["Records"][-1], "the other shard's record was refused"
+    assert len(read_shard(kin, name, shard_id(0))) == first
+
+
 def test_put_record_throttled_by_bytes(eddy, kinesis):
     kin = kinesis
     name = new_stream(kin, 1)
