@@ -126,6 +126,11 @@ typedef struct eddy_producer_record {
  * accepted. */
 EDDY_API size_t eddy_producer_put_many(eddy_producer_t *p, const char *stream, eddy_producer_record_t *recs,
                                        size_t n);
+/* Changes record_ttl_ms (0 or more) for the records already put too: a record older than it fails
+ * (EDDY_ERR_EXPIRED) at its next failed attempt, or while it waits for its stream's shard map, instead of
+ * being retried. For example 0 before eddy_producer_destroy, so that it does not wait for a stream that
+ * is down. */
+EDDY_API void eddy_producer_set_record_ttl(eddy_producer_t *p, int64_t ttl_ms);
 /* Sends what is buffered now, without waiting for deadlines (stream NULL: every stream). */
 EDDY_API void eddy_producer_flush(eddy_producer_t *p, const char *stream);
 /* Flushes and waits until no record is outstanding. Must not be called from a callback. */

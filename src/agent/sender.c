@@ -555,6 +555,11 @@ void sender_free(sender_t *s)
     }
     sender_submit(s);
     for (size_t i = 0; i < s->nproducers; i++) {
+        /* what is not sent by now fails at its next failed attempt instead of being retried (it stays
+         * unacknowledged, to be read again after a restart) */
+        eddy_producer_set_record_ttl(s->producers[i].p, 0);
+    }
+    for (size_t i = 0; i < s->nproducers; i++) {
         eddy_producer_destroy(s->producers[i].p); /* every callback has run when it returns */
     }
     s->nproducers = 0;

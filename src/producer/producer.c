@@ -287,7 +287,7 @@ typedef struct krec {
     int shard; /* predicted shard (index into the map), -1: none */
     char shard_id[SHARD_ID_MAX];
     uint64_t map_gen; /* the stream's map_gen when shard_id was set */
-    int64_t deadline_ms, expiration_ms;
+    int64_t deadline_ms, oldest_arrival_ms; /* expiration: oldest_arrival_ms + record_ttl_ms */
     /* the outcome, for the completion walk */
     landing_t *landing;       /* where it landed (when landed); kept in the pool */
     size_t landing_cap;       /* of landing's sequence number */
@@ -1052,13 +1052,12 @@ static int to_aggregate(eddy_producer_t *p, stream_t *s, int shard, const route_
     }
     slot_t *sl = &k->slots[k->count++];
     *sl = *slot;
-    int64_t expiration = slot->arrival_ms + p->cfg.ttl_ms;
     if (k->count == 1) {
         k->deadline_ms = r->deadline_ms;
-        k->expiration_ms = expiration;
+        k->oldest_arrival_ms = slot->arrival_ms;
     } else {
         k->deadline_ms = r->deadline_ms < k->deadline_ms ? r->deadline_ms : k->deadline_ms;
-        k->expiration_ms = expiration < k->expiration_ms ? expiration : k->expiration_ms;
+        k->oldest_arrival_ms = slot->arrival_ms < k->oldest_arrival_ms ? slot->arrival_ms : k->oldest_arrival_ms;
     }
     if (alone) {
         seal(p, s, k);
@@ -1090,7 +1089,7 @@ static void send_alone(eddy_producer_t *p, stream_t *s, urec_t *u, int shard)
         k->map_gen = s->map_gen;
     }
     k->deadline_ms = u->deadline_ms;
-    k->expiration_ms = u->arrival_ms + p->cfg.ttl_ms;
+    k->oldest_arrival_ms = u->arrival_ms;
     to_limiter(p, s, k);
 }
 
@@ -1702,7 +1701,8 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
          * deadline now + buffered time / 2) */
         bool final = (entry == NULL && resp->err == EDDY_ERR_SERVICE && !resp->retriable) ||
                      (throttled && p->cfg.fail_if_throttled);
-        if (!final && !wrong_shard && k->shard >= 0 && k->map_gen == s->map_gen && now < k->expiration_ms) {
+        if (!final && !wrong_shard && k->shard >= 0 && k->map_gen == s->map_gen &&
+            now < k->oldest_arrival_ms + p->cfg.ttl_ms) {
             /* still where it belongs and none of its records expired: retried whole, ahead of younger
              * records of its shard (to_collector_head), so that the shard's order holds */
             note_attempt(k, sc->start_ms, now, code, message);
@@ -2488,6 +2488,14 @@ size_t eddy_producer_put_many(eddy_producer_t *p, const char *stream, eddy_produ
         accepted += r->result == EDDY_OK;
     }
     return accepted;
+}
+
+void eddy_producer_set_record_ttl(eddy_producer_t *p, int64_t ttl_ms)
+{
+    pthread_mutex_lock(&p->lock);
+    p->cfg.ttl_ms = ttl_ms < 0 ? 0 : ttl_ms > INT64_MAX / 2 ? INT64_MAX / 2 : ttl_ms;
+    wake_thread(p); /* records waiting for a map may have expired */
+    pthread_mutex_unlock(&p->lock);
 }
 
 void eddy_producer_flush(eddy_producer_t *p, const char *stream)

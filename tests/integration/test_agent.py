@@ -406,7 +406,7 @@ def test_eddy_down_buffers_to_its_bound_and_catches_up(tmp_path, agents):
         cfg = write_config(tmp_path / "agent.json", eddy.endpoint, [
             {"filePattern": str(log), "kinesisStream": stream, "initialPosition": "START_OF_FILE",
              "maxBufferAgeMillis": 100, "retryInitialBackoffMillis": 50, "retryMaxBackoffMillis": 500}],
-            **{"eddy.maxBufferedBytes": limit})
+            **{"eddy.maxBufferedBytes": limit, "shutdownTimeoutMillis": 1000})
         with open(log, "w") as f:
             f.writelines(f"line {i:07d} {'y' * 180}\n" for i in range(2000))
         agent = agents(cfg).start()
@@ -445,8 +445,23 @@ def test_eddy_down_buffers_to_its_bound_and_catches_up(tmp_path, agents):
                     order.append(d)
             slips = [(a[:12], b[:12]) for a, b in zip(order, order[1:]) if b < a]
             assert not slips, f"{shard}: first arrivals out of order at {slips[:5]}"
-        assert agent.stop() == 0
+        # stopped while eddy is down: it exits (after shutdownTimeoutMillis, 1 s here) and the lines it could
+        # not send are read again by the next run
+        close_clients()
+        eddy.stop()
+        with open(log, "a") as f:
+            f.writelines(f"line {i:07d} {'y' * 180}\n" for i in range(22000, 22100))
+        wait_until(lambda: agent.total("eddy_agent_records_parsed_total") >= 22100, timeout=30,
+                   message="the last lines read")
+        assert agent.stop(timeout=60) == 0
         assert not agent.problems(), agent.problems()
+        eddy.start()
+        kinesis = make_kinesis(eddy.endpoint)
+        again = agents(cfg).start()
+        wait_until(lambda: len({d for _, d in read_stream(kinesis, stream)}) == 22100, timeout=60, interval=0.5,
+                   message="the lines sent by the next run")
+        assert again.stop() == 0
+        assert not again.problems(), again.problems()
     finally:
         close_clients()
         eddy.cleanup()

@@ -37,7 +37,7 @@ typedef struct outcome {
 typedef struct run {
     outcome_t *outcomes;
     size_t n;
-    _Atomic size_t callbacks, failures;
+    _Atomic size_t callbacks, failures, expired;
 } run_t;
 
 typedef struct put_ctx {
@@ -56,9 +56,13 @@ static void on_done(void *arg, const eddy_put_result_t *r)
         o->sub = r->sub_sequence_number;
         atomic_store(&o->state, 1);
     } else {
-        cr_assert_gt(r->attempt_count, 0);
         atomic_store(&o->state, 2);
         atomic_fetch_add(&ctx->run->failures, 1);
+        if (r->err == EDDY_ERR_EXPIRED) {
+            atomic_fetch_add(&ctx->run->expired, 1);
+        } else {
+            cr_assert_gt(r->attempt_count, 0);
+        }
     }
     atomic_fetch_add(&ctx->run->callbacks, 1);
     free(ctx);
@@ -500,6 +504,36 @@ Test(producer, eddy_killed_and_restarted_mid_run, .timeout = 300)
     fprintf(stderr, "killed and restarted: %zu of %zu records failed finally, %zu extra copies from retries\n",
             atomic_load(&run->failures), n, extra);
     free(rd.seen);
+    run_free(run);
+    eddy_client_free(c);
+    eddy_process_cleanup(&e);
+}
+
+/* With eddy down, records are retried until their TTL; lowered to 0, what cannot be sent fails at its next
+ * attempt (or while it waits for a map), and destroy returns. */
+Test(producer, a_lowered_ttl_fails_what_cannot_be_sent, .timeout = 120)
+{
+    eddy_process_t e;
+    cr_assert_eq(eddy_process_start(&e, NULL), 0);
+    eddy_client_t *c = client_for(&e);
+    create_stream(c, "down", 2);
+    eddy_producer_config_t *cfg = eddy_producer_config_new();
+    char err[256];
+    eddy_producer_config_set(cfg, "record_ttl_ms", "100000000", err, sizeof err);
+    eddy_producer_config_set(cfg, "record_max_buffered_time_ms", "50", err, sizeof err);
+    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    run_t *run = run_new(200);
+    put_range(p, "down", run, 0, 100, 100);
+    eddy_producer_flush_sync(p);
+    cr_assert_eq(atomic_load(&run->failures), 0);
+    eddy_process_stop(&e, true);
+    put_range(p, "down", run, 100, 200, 100);
+    eddy_producer_flush(p, NULL);
+    eddy_producer_set_record_ttl(p, 0);
+    eddy_producer_destroy(p);
+    cr_assert_eq(atomic_load(&run->callbacks), 200);
+    cr_assert_eq(atomic_load(&run->failures), 100);
+    cr_assert_eq(atomic_load(&run->expired), 100);
     run_free(run);
     eddy_client_free(c);
     eddy_process_cleanup(&e);
