@@ -268,6 +268,19 @@ static size_t verify(const run_t *run, reader_t *rd, bool eddy_was_killed, bool 
     return extra;
 }
 
+/* A producer through c with the settings ({key, value, ..., NULL}), each of which must be valid. */
+static eddy_producer_t *producer_with(eddy_client_t *c, const char *const settings[])
+{
+    eddy_producer_config_t *cfg = eddy_producer_config_new();
+    char err[256];
+    for (size_t i = 0; settings[i] != NULL; i += 2) {
+        cr_assert_eq(eddy_producer_config_set(cfg, settings[i], settings[i + 1], err, sizeof err), 0, "%s", err);
+    }
+    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    cr_assert_not_null(p, "%s", err);
+    return p;
+}
+
 static void put_range(eddy_producer_t *p, const char *stream, run_t *run, size_t from, size_t to, size_t size)
 {
     unsigned char data[1024];
@@ -316,11 +329,8 @@ Test(producer, million_records_aggregated_exactly_once_in_order, .timeout = 300)
     cr_assert_eq(eddy_process_start(&e, flags), 0);
     eddy_client_t *c = client_for(&e);
     create_stream(c, "million", 4);
-    eddy_producer_config_t *cfg = eddy_producer_config_new();
-    char err[256];
-    cr_assert_eq(eddy_producer_config_set(cfg, "rate_limit", "off", err, sizeof err), 0);
-    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
-    cr_assert_not_null(p, "%s", err);
+    const char *settings[] = {"rate_limit", "off", NULL};
+    eddy_producer_t *p = producer_with(c, settings);
     size_t n = 1000000;
     run_t *run = run_new(n);
     put_range(p, "million", run, 0, n, 100);
@@ -347,11 +357,8 @@ static void put_many_run(const char *aggregation)
     cr_assert_eq(eddy_process_start(&e, flags), 0);
     eddy_client_t *c = client_for(&e);
     create_stream(c, "many", 4);
-    eddy_producer_config_t *cfg = eddy_producer_config_new();
-    char err[256];
-    cr_assert_eq(eddy_producer_config_set(cfg, "aggregation", aggregation, err, sizeof err), 0);
-    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
-    cr_assert_not_null(p, "%s", err);
+    const char *settings[] = {"aggregation", aggregation, NULL};
+    eddy_producer_t *p = producer_with(c, settings);
     size_t n = 20000, batch = 300; /* batches that do not divide md5_multi's lanes evenly */
     run_t *run = run_new(n);
     static unsigned char data[20000][24];
@@ -415,11 +422,8 @@ Test(producer, rate_limiter_keeps_throttles_low_and_retries_deliver, .timeout = 
     cr_assert_eq(eddy_process_start(&e, NULL), 0); /* per-shard limits on (the default) */
     eddy_client_t *c = client_for(&e);
     create_stream(c, "limited", 2);
-    eddy_producer_config_t *cfg = eddy_producer_config_new();
-    char err[256];
-    eddy_producer_config_set(cfg, "aggregation", "false", err, sizeof err);
-    eddy_producer_config_set(cfg, "rate_limit", "100", err, sizeof err);
-    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    const char *settings[] = {"aggregation", "false", "rate_limit", "100", NULL};
+    eddy_producer_t *p = producer_with(c, settings);
     size_t n = 6000; /* 3 s of the 2 shards' 1000 records/s */
     run_t *run = run_new(n);
     put_range(p, "limited", run, 0, n, 200);
@@ -445,11 +449,8 @@ static void throttled_run(const char *aggregation, size_t n, size_t size)
     cr_assert_eq(eddy_process_start(&e, NULL), 0);
     eddy_client_t *c = client_for(&e);
     create_stream(c, "throttled", 1);
-    eddy_producer_config_t *cfg = eddy_producer_config_new();
-    char err[256];
-    eddy_producer_config_set(cfg, "aggregation", aggregation, err, sizeof err);
-    eddy_producer_config_set(cfg, "rate_limit", "off", err, sizeof err);
-    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    const char *settings[] = {"aggregation", aggregation, "rate_limit", "off", NULL};
+    eddy_producer_t *p = producer_with(c, settings);
     run_t *run = run_new(n);
     put_range(p, "throttled", run, 0, n, size);
     eddy_producer_flush_sync(p);
@@ -481,10 +482,8 @@ Test(producer, eddy_killed_and_restarted_mid_run, .timeout = 300)
     cr_assert_eq(eddy_process_start(&e, flags), 0);
     eddy_client_t *c = client_for(&e);
     create_stream(c, "restarted", 2);
-    eddy_producer_config_t *cfg = eddy_producer_config_new();
-    char err[256];
-    eddy_producer_config_set(cfg, "record_ttl_ms", "20000", err, sizeof err);
-    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    const char *settings[] = {"record_ttl_ms", "20000", NULL};
+    eddy_producer_t *p = producer_with(c, settings);
     size_t n = 200000;
     run_t *run = run_new(n);
     put_range(p, "restarted", run, 0, n / 2, 100);
@@ -517,11 +516,8 @@ Test(producer, a_lowered_ttl_fails_what_cannot_be_sent, .timeout = 120)
     cr_assert_eq(eddy_process_start(&e, NULL), 0);
     eddy_client_t *c = client_for(&e);
     create_stream(c, "down", 2);
-    eddy_producer_config_t *cfg = eddy_producer_config_new();
-    char err[256];
-    eddy_producer_config_set(cfg, "record_ttl_ms", "100000000", err, sizeof err);
-    eddy_producer_config_set(cfg, "record_max_buffered_time_ms", "50", err, sizeof err);
-    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    const char *settings[] = {"record_ttl_ms", "100000000", "record_max_buffered_time_ms", "50", NULL};
+    eddy_producer_t *p = producer_with(c, settings);
     run_t *run = run_new(200);
     put_range(p, "down", run, 0, 100, 100);
     eddy_producer_flush_sync(p);
@@ -647,12 +643,9 @@ Test(producer, memory_is_bounded_and_unreachable_records_expire, .timeout = 120)
     eddy_process_t nobody = {0};
     snprintf(nobody.endpoint, sizeof nobody.endpoint, "http://127.0.0.1:%d", free_port()); /* nothing listens */
     eddy_client_t *c = client_for(&nobody);
-    eddy_producer_config_t *cfg = eddy_producer_config_new();
-    char err[256];
-    cr_assert_eq(eddy_producer_config_set(cfg, "max_outstanding_bytes", "1048576", err, sizeof err), 0, "%s", err);
-    cr_assert_eq(eddy_producer_config_set(cfg, "block_when_full", "false", err, sizeof err), 0);
-    cr_assert_eq(eddy_producer_config_set(cfg, "record_ttl_ms", "500", err, sizeof err), 0);
-    eddy_producer_t *p = eddy_producer_new(c, cfg, err, sizeof err);
+    const char *settings[] = {"max_outstanding_bytes", "1048576", "block_when_full", "false",
+                              "record_ttl_ms",         "500",     NULL};
+    eddy_producer_t *p = producer_with(c, settings);
     size_t n = 20000;
     run_t *run = run_new(n);
     unsigned char data[100] = {0};
