@@ -262,11 +262,7 @@ typedef struct stage_failure {
     size_t pk_len, data_len;
 } stage_failure_t;
 
-/* Where a Kinesis record landed. */
-typedef struct landing {
-    char shard_id[SHARD_ID_MAX];
-    char sequence_number[]; /* NUL-terminated */
-} landing_t;
+#define SEQUENCE_NUMBER_MAX 160 /* a sequence number's digits and NUL (Kinesis: up to 129 digits) */
 
 /* A Kinesis record: one urec sent as it is, or an aggregate (eddy_agg_t) with the slots of its user
  * records in the same order; an aggregate of one record is sent as a plain record. Aggregates are filled
@@ -289,8 +285,9 @@ typedef struct krec {
     uint64_t map_gen; /* the stream's map_gen when shard_id was set */
     int64_t deadline_ms, oldest_arrival_ms; /* expiration: oldest_arrival_ms + record_ttl_ms */
     /* the outcome, for the completion walk */
-    landing_t *landing;       /* where it landed (when landed); kept in the pool */
-    size_t landing_cap;       /* of landing's sequence number */
+    /* where it landed: views into the PutRecords reply, valid while on_put_records runs */
+    const char *landed_shard, *landed_seq;
+    size_t landed_shard_len, landed_seq_len;
     bool landed;
     int64_t start_ms, end_ms; /* the request that carried it */
 } krec_t;
@@ -457,29 +454,27 @@ static void copy_id(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+/* Copies the len bytes of an id at src, cut to cap - 1 bytes, NUL-terminated. */
+static void copy_id_n(char *dst, size_t cap, const char *src, size_t len)
+{
+    size_t n = len < cap - 1 ? len : cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 /* Whether the NUL-terminated id is the len bytes at other. */
 static bool same_id(const char *id, const char *other, size_t len)
 {
     return strncmp(id, other, len) == 0 && id[len] == '\0';
 }
 
-/* Where k landed: the shard id (cut as copy_id cuts) and the sequence number, into k's landing (kept
- * with the krec in the pool; grown for a longer number). Without memory k->landed stays false. */
+/* Where k landed: views into the reply (copied out, NUL-terminated, when its records complete). */
 static void set_landing(krec_t *k, const char *shard_id, size_t shard_id_len, const char *seq, size_t seq_len)
 {
-    if (k->landing == NULL || k->landing_cap < seq_len + 1) {
-        landing_t *grown = realloc(k->landing, sizeof *grown + seq_len + 1);
-        if (grown == NULL) {
-            return;
-        }
-        k->landing = grown;
-        k->landing_cap = seq_len + 1;
-    }
-    size_t n = shard_id_len < SHARD_ID_MAX - 1 ? shard_id_len : SHARD_ID_MAX - 1;
-    memcpy(k->landing->shard_id, shard_id, n);
-    k->landing->shard_id[n] = '\0';
-    memcpy(k->landing->sequence_number, seq, seq_len);
-    k->landing->sequence_number[seq_len] = '\0';
+    k->landed_shard = shard_id;
+    k->landed_shard_len = shard_id_len;
+    k->landed_seq = seq;
+    k->landed_seq_len = seq_len;
     k->landed = true;
 }
 
@@ -634,6 +629,7 @@ typedef struct outcome {
     int err;
     const krec_t *k; /* success: the Kinesis record that carried it */
     uint64_t sub;
+    const char *shard_id, *seq; /* success: where k landed */
 } outcome_t;
 
 /* Calls a user record's callback (without the lock) and frees its history. */
@@ -673,8 +669,8 @@ static void call_back(eddy_put_fn done, void *arg, int64_t arrival, history_t *h
     const attempt_t *last = kept > 0 ? &h->list[kept - 1] : NULL;
     eddy_put_result_t r = {
         .err = o->err,
-        .shard_id = ok ? o->k->landing->shard_id : NULL,
-        .sequence_number = ok ? o->k->landing->sequence_number : NULL,
+        .shard_id = ok ? o->shard_id : NULL,
+        .sequence_number = ok ? o->seq : NULL,
         .sub_sequence_number = ok ? o->sub : 0,
         .aggregated = ok && o->k->aggregated,
         .error_code = !ok && last != NULL && last->code != NULL ? last->code
@@ -710,12 +706,22 @@ static void complete_urec(urec_t *u, const outcome_t *o, completion_t *acc)
     acc->nspare++;
 }
 
-/* Completes what a Kinesis record still holds: all its user records when it succeeded (its landing set;
- * a landing that could not be allocated fails them with EDDY_ERR_NOMEM), else the slots that still have a
- * callback, with their own error. */
+/* Completes what a Kinesis record still holds: all its user records when it succeeded (where it landed is
+ * copied out of the reply; a sequence number longer than Kinesis's fails them with EDDY_ERR_PROTOCOL), else
+ * the slots that still have a callback, with their own error. */
 static void complete_krec(krec_t *k, bool landed, completion_t *acc)
 {
-    outcome_t o = {landed && k->landed ? EDDY_OK : EDDY_ERR_NOMEM, k, 0};
+    char shard_id[SHARD_ID_MAX], seq[SEQUENCE_NUMBER_MAX];
+    outcome_t o = {EDDY_OK, k, 0, shard_id, seq};
+    if (landed) {
+        if (!k->landed || k->landed_seq_len >= sizeof seq) {
+            o.err = EDDY_ERR_PROTOCOL;
+        } else {
+            copy_id_n(shard_id, sizeof shard_id, k->landed_shard, k->landed_shard_len);
+            memcpy(seq, k->landed_seq, k->landed_seq_len);
+            seq[k->landed_seq_len] = '\0';
+        }
+    }
     if (k->urec != NULL) {
         if (!landed) {
             o.err = k->urec->err;
@@ -809,7 +815,6 @@ static void krec_free(krec_t *k)
 {
     eddy_agg_free(k->agg);
     free(k->slots);
-    free(k->landing);
     free(k);
 }
 
@@ -840,8 +845,7 @@ static void krec_give(eddy_producer_t *p, krec_t *k)
     if (k->agg != NULL) {
         eddy_agg_reset(k->agg);
     }
-    *k = (krec_t){.agg = k->agg, .slots = k->slots, .cap = k->cap, .landing = k->landing,
-                  .landing_cap = k->landing_cap, .shard = -1, .next = p->pool};
+    *k = (krec_t){.agg = k->agg, .slots = k->slots, .cap = k->cap, .shard = -1, .next = p->pool};
     p->pool = k;
     p->pooled++;
 }
@@ -1733,13 +1737,13 @@ static void on_put_records(void *arg, const eddy_response_t *resp)
     }
     wake_thread(p);
     pthread_mutex_unlock(&p->lock);
-    cJSON_Delete(root);
     /* the user records of the Kinesis records that succeeded, completed outside the lock (puts go on
-     * meanwhile) in one walk over each krec's slots */
+     * meanwhile) in one walk over each krec's slots; their landings point into the reply (and root) */
     completion_t acc = {0};
     for (krec_t *k = landed; k != NULL; k = k->next) {
         complete_krec(k, true, &acc);
     }
+    cJSON_Delete(root);
     if (landed != NULL) {
         pthread_mutex_lock(&p->lock);
         for (krec_t *k = landed, *next; k != NULL; k = next) {
