@@ -288,7 +288,6 @@ typedef struct krec {
     /* where it landed: views into the PutRecords reply, valid while on_put_records runs */
     const char *landed_shard, *landed_seq;
     size_t landed_shard_len, landed_seq_len;
-    bool landed;
     int64_t start_ms, end_ms; /* the request that carried it */
 } krec_t;
 
@@ -446,20 +445,19 @@ static int shard_of(const stream_t *s, const krec_t *k)
     return -1;
 }
 
-/* Copies a shard id, cut to cap - 1 bytes (snprintf's "%s" costs more than the rest of a record's path). */
-static void copy_id(char *dst, size_t cap, const char *src)
-{
-    size_t n = strnlen(src, cap - 1);
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
-/* Copies the len bytes of an id at src, cut to cap - 1 bytes, NUL-terminated. */
+/* Copies the len bytes of an id at src, cut to cap - 1 bytes, NUL-terminated (snprintf's "%s" costs more
+ * than the rest of a record's path). */
 static void copy_id_n(char *dst, size_t cap, const char *src, size_t len)
 {
     size_t n = len < cap - 1 ? len : cap - 1;
     memcpy(dst, src, n);
     dst[n] = '\0';
+}
+
+/* The same for a NUL-terminated id. */
+static void copy_id(char *dst, size_t cap, const char *src)
+{
+    copy_id_n(dst, cap, src, strnlen(src, cap - 1));
 }
 
 /* Whether the NUL-terminated id is the len bytes at other. */
@@ -475,7 +473,6 @@ static void set_landing(krec_t *k, const char *shard_id, size_t shard_id_len, co
     k->landed_shard_len = shard_id_len;
     k->landed_seq = seq;
     k->landed_seq_len = seq_len;
-    k->landed = true;
 }
 
 static void wake_thread(eddy_producer_t *p)
@@ -714,7 +711,7 @@ static void complete_krec(krec_t *k, bool landed, completion_t *acc)
     char shard_id[SHARD_ID_MAX], seq[SEQUENCE_NUMBER_MAX];
     outcome_t o = {EDDY_OK, k, 0, shard_id, seq};
     if (landed) {
-        if (!k->landed || k->landed_seq_len >= sizeof seq) {
+        if (k->landed_seq_len >= sizeof seq) {
             o.err = EDDY_ERR_PROTOCOL;
         } else {
             copy_id_n(shard_id, sizeof shard_id, k->landed_shard, k->landed_shard_len);

@@ -467,7 +467,7 @@ def test_eddy_down_buffers_to_its_bound_and_catches_up(tmp_path, agents):
         eddy.cleanup()
 
 
-def test_a_stream_created_later_gets_every_line_in_order(eddy, kinesis, tmp_path, agents):
+def test_a_stream_created_later_gets_every_line(eddy, kinesis, tmp_path, agents):
     """The agent starts before its stream exists: it holds the lines (put again with backoff), reads on as
     the files grow, and once the stream is created every line arrives."""
     stream = unique_name("agent-later")
